@@ -1,0 +1,47 @@
+"""Packaging for vatt: VATT-style self-supervised video/audio/text pretraining in JAX."""
+
+from setuptools import find_packages, setup
+
+# TensorFlow is used only inside the data layer (tf.data / tfds). The CPU build is
+# enough and much smaller; it exists for x86-64 Linux and Windows only, so other
+# platforms (macOS, aarch64) get the regular wheel.
+_TF_CPU_PLATFORMS = "(platform_system == 'Linux' or platform_system == 'Windows') and platform_machine in 'x86_64 AMD64'"
+
+setup(
+    name="vatt",
+    version="0.1.0",
+    description="VATT-style contrastive pretraining of video, audio and text transformers in JAX/Flax NNX.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["vatt", "vatt.*"]),
+    install_requires=[
+        "jax>=0.10,<0.13",
+        "flax>=0.12,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "einops>=0.8,<0.9",
+        "ml-collections>=1.0,<2",
+        "absl-py>=2.1,<3",
+        "numpy>=1.26,<3",
+        f"tensorflow-cpu>=2.16,<2.22; {_TF_CPU_PLATFORMS}",
+        f"tensorflow>=2.16,<2.22; not ({_TF_CPU_PLATFORMS})",
+        "tensorflow-datasets>=4.9.6,<5",
+        "av>=12,<20",  # PyAV bundles FFmpeg: no system ffmpeg needed.
+        "matplotlib>=3.8,<4",
+        "tensorboardX>=2.6,<3",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
+            "nbclient>=0.10,<0.12",
+            "nbformat>=5.9,<6",
+            "ipykernel>=6.29,<8",
+        ],
+        # `tfds build` (the command-line tool) imports these; `python -m vatt.data.build` does not.
+        "tfds-cli": ["apache-beam>=2.55", "mlcroissant>=1.0"],
+    },
+)
