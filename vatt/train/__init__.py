@@ -1,0 +1,1 @@
+"""The one train loop and its parts (mesh, optimizer, state, metrics)."""

@@ -1,0 +1,194 @@
+"""The one train loop. The task supplies model, loss, data and evaluators."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import Mesh
+
+from vatt.tasks import get_task
+from vatt.train import partitioning
+from vatt.train.metrics_writer import MetricsWriter, ProgressReporter
+from vatt.train.optimizer import build_optimizer
+from vatt.train.state import TrainState, split_model
+
+
+def _step_rngs(base: jax.Array, step: jax.Array) -> nnx.Rngs:
+    """Per-step random streams: a pure function of (seed, step), whatever the device count."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(base), step)
+    dropout, droptoken = jax.random.split(key)
+    return nnx.Rngs(dropout=dropout, droptoken=droptoken)
+
+
+def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, skip_nonfinite: bool) -> Callable:
+    """The pure step (state, batch) -> (state, metrics) that the loop jits."""
+
+    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+        def compute_loss(params):
+            # Rngs are stateful NNX objects: create them inside the differentiated
+            # function so they live at the trace level where they are used.
+            rngs = _step_rngs(state.rng, state.step)
+            # copy=True: fresh Variables owned by this trace level (flax 0.12 would
+            # otherwise reuse the outer trace's Variables and refuse batch-norm updates).
+            model = nnx.merge(graphdef, params, state.rest, copy=True)
+            loss, metrics = loss_fn(model, batch, rngs)
+            _, _, new_rest = split_model(model)
+            return loss, (metrics, new_rest)
+
+        (loss, (metrics, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+            state.params)
+        updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        if skip_nonfinite:
+            # Keep the previous parameters, optimizer and statistics when the numbers
+            # are bad; count the skip so it shows up in the metrics.
+            keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+            new_params = keep(new_params, state.params)
+            new_opt_state = keep(new_opt_state, state.opt_state)
+            new_rest = keep(new_rest, state.rest)
+        skipped = state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32)
+        new_state = state.replace(step=state.step + 1, params=new_params, rest=new_rest,
+                                  opt_state=new_opt_state, skipped=skipped)
+        metrics = dict(metrics)
+        metrics.update({"train/loss": loss, "train/grad_norm": grad_norm,
+                        "train/learning_rate": schedule(state.step),
+                        "train/skipped_steps": skipped})
+        return new_state, metrics
+
+    return train_step
+
+
+def create_train_state(task, tx: optax.GradientTransformation, mesh: Mesh, seed: int
+                       ) -> tuple[nnx.GraphDef, TrainState, Any]:
+    """Builds the state directly in its sharding: eval_shape -> shardings -> jit(init).
+
+    No parameter is ever materialised on the host, so the large variants
+    initialise on the devices that will hold them.
+    """
+    def init() -> TrainState:
+        model = task.build_model(nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2))
+        _, params, rest = split_model(model)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
+                          opt_state=tx.init(params), rng=jax.random.key_data(
+                              jax.random.key(seed + 3)),
+                          skipped=jnp.zeros((), jnp.int32))
+
+    abstract_model = nnx.eval_shape(
+        lambda: task.build_model(nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2)))
+    graphdef, _, _ = split_model(abstract_model)
+    abstract_state = jax.eval_shape(init)
+    state_sharding = jax.tree.map(lambda _: partitioning.replicated(mesh), abstract_state)
+    state = jax.jit(init, out_shardings=state_sharding)()
+    return graphdef, state, state_sharding
+
+
+def _prefetch(iterator: Iterator[dict[str, np.ndarray]], mesh: Mesh, size: int = 2
+              ) -> Iterator[dict[str, jax.Array]]:
+    """Renders host batches and puts them on the devices in a background thread, so the
+    step never waits for the host."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = object()
+
+    def worker():
+        try:
+            for host_batch in iterator:
+                q.put(partitioning.host_to_global(host_batch, mesh))
+        except BaseException as e:  # surfaced in the consumer, never swallowed
+            q.put(e)
+        q.put(stop)
+
+    threading.Thread(target=worker, daemon=True).start()
+    while True:
+        item = q.get()
+        if item is stop:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _to_float(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+
+
+def run_evaluators(task, graphdef, state: TrainState, mesh: Mesh) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for evaluator in task.evaluators():
+        results.update(evaluator.run(graphdef, state.params, state.rest, mesh))
+    return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains for `config.total_steps`, evaluating every `eval_every_steps` and at the end.
+
+    Returns the final evaluation metrics.
+    """
+    task = get_task(config)
+    mesh = partitioning.make_mesh(config.mesh.data)
+    tx, schedule = build_optimizer(config.optimizer, config.total_steps)
+    graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed)
+    batch_sharding = partitioning.batch_sharding(mesh)
+    step_fn = jax.jit(
+        make_train_step(graphdef, task.loss_fn, tx, schedule, config.get("skip_nonfinite", True)),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, partitioning.replicated(mesh)),
+        donate_argnums=0)
+
+    writer = MetricsWriter(workdir)
+    is_main = jax.process_index() == 0
+    start_step = int(state.step)
+    stream = task.train_stream(start_step, jax.process_index(), jax.process_count())
+    batches = _prefetch(stream, mesh)
+    progress = ProgressReporter(config.total_steps, config.batch_size)
+    if is_main:
+        logging.info("Training %d steps on %d devices (%d processes), global batch %d.",
+                     config.total_steps, jax.device_count(), jax.process_count(), config.batch_size)
+
+    pending: tuple[int, Any] | None = None  # metrics fetched one step late
+    eval_metrics: dict[str, float] = {}
+
+    def flush_pending():
+        nonlocal pending
+        if pending is None:
+            return
+        step, metrics = pending
+        pending = None
+        values = _to_float(metrics)
+        clips_per_sec, sec_per_step = progress.throughput(step)
+        values["train/clips_per_sec"] = clips_per_sec
+        writer.write(step, values)
+        if is_main:
+            print(progress.line(step, values["train/loss"], clips_per_sec, sec_per_step), flush=True)
+
+    progress.start(start_step)
+    for step in range(start_step + 1, config.total_steps + 1):
+        batch = next(batches)
+        state, metrics = step_fn(state, batch)
+        flush_pending()
+        if step % config.log_every_steps == 0 or step == config.total_steps:
+            pending = (step, metrics)
+        if step == start_step + 1:
+            progress.start(step)  # exclude compilation from throughput and ETA
+        eval_now = config.eval_every_steps and step % config.eval_every_steps == 0
+        if eval_now or step == config.total_steps:
+            flush_pending()
+            eval_metrics = run_evaluators(task, graphdef, state, mesh)
+            writer.write(step, eval_metrics)
+            if is_main:
+                print(f"eval at step {step}: " + ", ".join(
+                    f"{k}={v:.2f}" for k, v in eval_metrics.items()), flush=True)
+    flush_pending()
+    return eval_metrics
