@@ -53,16 +53,15 @@ def contrastive_loss(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
     out: model outputs (SPEC: out["video"]["va"] [B,Dva], out["audio"]["va"] [B,Dva],
       out["video"]["vt"] [B,Dvt], out["text"]["vt"] [B,K,Dvt]).
     text_mask: [B, K], 1 for a real candidate caption; clips without any caption
-      (AudioSet-style) are masked out of MIL-NCE and count only in NCE.
+      (AudioSet-style) add no MIL-NCE term and count in NCE; as in the official code
+      their videos remain negatives for other clips' captions.
 
     Returns (total loss, metrics). Total = (w_va*L_va + w_vt*L_vt)/(w_va + w_vt)
     (official code, `combine="mean"`) or the paper's plain weighted sum (`"sum"`).
     """
-    sample_mask = (jnp.max(text_mask, axis=-1) > 0).astype(jnp.float32)
     loss_va = losses.nce(out["video"]["va"], out["audio"]["va"], temperature=cfg.temperature)
     loss_vt = losses.mil_nce(out["video"]["vt"], out["text"]["vt"], temperature=cfg.temperature,
-                             text_mask=text_mask, sample_mask=sample_mask,
-                             variant=cfg.mil_nce_variant)
+                             text_mask=text_mask, variant=cfg.mil_nce_variant)
     weighted = cfg.va_weight * loss_va + cfg.vt_weight * loss_vt
     total = weighted / (cfg.va_weight + cfg.vt_weight) if cfg.combine == "mean" else weighted
     return total, {"train/loss_va": loss_va, "train/loss_vt": loss_vt}

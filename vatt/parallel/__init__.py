@@ -1,0 +1,1 @@
+"""Multi-process helpers (jax.distributed initialisation)."""
