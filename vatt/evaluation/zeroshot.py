@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
 
 from vatt.evaluation.retrieval import retrieval_metrics
+from vatt.tasks.base import EvalContext
 from vatt.train.partitioning import fetch, host_to_global
 
 
@@ -48,8 +48,9 @@ class SyntheticZeroShotEvaluator:
         self.world, self.cfg = world, cfg
         self._compiled: dict[int, Any] = {}
 
-    def embeddings(self, graphdef, params, rest, mesh: Mesh) -> dict[str, np.ndarray]:
+    def embeddings(self, ctx: EvalContext) -> dict[str, np.ndarray]:
         """Embeddings of all held-out clips as host arrays [num_clips, D]."""
+        graphdef, params, rest, mesh = ctx.graphdef, ctx.params, ctx.rest, ctx.mesh
         key = id(graphdef)
         if key not in self._compiled:
             self._compiled[key] = jax.jit(embed_fn(graphdef))
@@ -67,8 +68,8 @@ class SyntheticZeroShotEvaluator:
         keep = stacked.pop("valid") > 0
         return {k: v[keep] for k, v in stacked.items()}
 
-    def run(self, graphdef, params, rest, mesh: Mesh) -> dict[str, float]:
-        emb = self.embeddings(graphdef, params, rest, mesh)
+    def run(self, ctx: EvalContext) -> dict[str, float]:
+        emb = self.embeddings(ctx)
         metrics: dict[str, float] = {}
         tasks = {"t2v": emb["text_vt"] @ emb["video_vt"].T,
                  "v2a": emb["video_va"] @ emb["audio_va"].T}

@@ -70,6 +70,8 @@ def contrastive_loss(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
 class PretrainTask:
     """Supplies model, data, loss and evaluators for contrastive pretraining."""
 
+    trainable = nnx.Param
+
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.world = synthetic.SyntheticWorld(world_spec(config.data), config.seed)
@@ -87,6 +89,9 @@ class PretrainTask:
         out = model(video=batch["video"], audio=batch["audio"], text=batch["text"],
                     training=True, rngs=rngs)
         return contrastive_loss(out, batch["text_mask"], self.config.loss)
+
+    def load_pretrained(self, params: nnx.State, rest: nnx.State) -> tuple[nnx.State, nnx.State]:
+        return params, rest
 
     def evaluators(self) -> list[Any]:
         return [SyntheticZeroShotEvaluator(self.world, self.config.eval)]

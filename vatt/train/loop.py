@@ -17,7 +17,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vatt.tasks import get_task
+from vatt.tasks.base import EvalContext
 from vatt.train import partitioning
+from vatt.train.checkpointing import Checkpointer, PreemptionGuard
 from vatt.train.metrics_writer import MetricsWriter, ProgressReporter
 from vatt.train.optimizer import build_optimizer
 from vatt.train.state import TrainState, split_model
@@ -31,8 +33,12 @@ def _step_rngs(base: jax.Array, step: jax.Array) -> nnx.Rngs:
 
 
 def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, skip_nonfinite: bool) -> Callable:
-    """The pure step (state, batch) -> (state, metrics) that the loop jits."""
+                    schedule: optax.Schedule, skip_nonfinite: bool, nan_at_step: int = -1,
+                    trainable: Any = nnx.Param) -> Callable:
+    """The pure step (state, batch) -> (state, metrics) that the loop jits.
+
+    nan_at_step: fault injection for tests; the loss of that (1-based) step is NaN.
+    """
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         def compute_loss(params):
@@ -43,7 +49,9 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
             # otherwise reuse the outer trace's Variables and refuse batch-norm updates).
             model = nnx.merge(graphdef, params, state.rest, copy=True)
             loss, metrics = loss_fn(model, batch, rngs)
-            _, _, new_rest = split_model(model)
+            if nan_at_step >= 0:
+                loss = loss * jnp.where(state.step + 1 == nan_at_step, jnp.nan, 1.0)
+            _, _, new_rest = split_model(model, trainable)
             return loss, (metrics, new_rest)
 
         (loss, (metrics, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
@@ -65,14 +73,14 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
         metrics = dict(metrics)
         metrics.update({"train/loss": loss, "train/grad_norm": grad_norm,
                         "train/learning_rate": schedule(state.step),
-                        "train/skipped_steps": skipped})
+                        "train/nonfinite_steps": skipped})
         return new_state, metrics
 
     return train_step
 
 
-def create_train_state(task, tx: optax.GradientTransformation, mesh: Mesh, seed: int
-                       ) -> tuple[nnx.GraphDef, TrainState, Any]:
+def create_train_state(task, tx: optax.GradientTransformation, mesh: Mesh, seed: int,
+                       pretrained: bool = False) -> tuple[nnx.GraphDef, TrainState, Any]:
     """Builds the state directly in its sharding: eval_shape -> shardings -> jit(init).
 
     No parameter is ever materialised on the host, so the large variants
@@ -80,7 +88,7 @@ def create_train_state(task, tx: optax.GradientTransformation, mesh: Mesh, seed:
     """
     def init() -> TrainState:
         model = task.build_model(nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2))
-        _, params, rest = split_model(model)
+        _, params, rest = split_model(model, task.trainable)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
                           opt_state=tx.init(params), rng=jax.random.key_data(
                               jax.random.key(seed + 3)),
@@ -88,24 +96,30 @@ def create_train_state(task, tx: optax.GradientTransformation, mesh: Mesh, seed:
 
     abstract_model = nnx.eval_shape(
         lambda: task.build_model(nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2)))
-    graphdef, _, _ = split_model(abstract_model)
+    graphdef, _, _ = split_model(abstract_model, task.trainable)
     abstract_state = jax.eval_shape(init)
     state_sharding = jax.tree.map(lambda _: partitioning.replicated(mesh), abstract_state)
     state = jax.jit(init, out_shardings=state_sharding)()
+    if pretrained:
+        # Host-side I/O (reading another run's checkpoint), so outside of jit; the
+        # optimizer state is zeros either way and stays valid.
+        params, rest = task.load_pretrained(state.params, state.rest)
+        state = jax.device_put(state.replace(params=params, rest=rest), state_sharding)
     return graphdef, state, state_sharding
 
 
-def _prefetch(iterator: Iterator[dict[str, np.ndarray]], mesh: Mesh, size: int = 2
-              ) -> Iterator[dict[str, jax.Array]]:
+def _prefetch(stream, mesh: Mesh, size: int = 2
+              ) -> Iterator[tuple[dict[str, jax.Array], dict]]:
     """Renders host batches and puts them on the devices in a background thread, so the
-    step never waits for the host."""
+    step never waits for the host. Yields (global batch, stream state after it): the
+    state that a checkpoint taken after this batch's step must record."""
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = object()
 
     def worker():
         try:
-            for host_batch in iterator:
-                q.put(partitioning.host_to_global(host_batch, mesh))
+            for host_batch in stream:
+                q.put((partitioning.host_to_global(host_batch, mesh), stream.get_state()))
         except BaseException as e:  # surfaced in the consumer, never swallowed
             q.put(e)
         q.put(stop)
@@ -124,44 +138,82 @@ def _to_float(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
 
 
-def run_evaluators(task, graphdef, state: TrainState, mesh: Mesh) -> dict[str, float]:
+def run_evaluators(task, graphdef, state: TrainState, mesh: Mesh, workdir: str
+                   ) -> dict[str, float]:
+    ctx = EvalContext(graphdef, state.params, state.rest, mesh, workdir, int(state.step))
     results: dict[str, float] = {}
     for evaluator in task.evaluators():
-        results.update(evaluator.run(graphdef, state.params, state.rest, mesh))
+        results.update(evaluator.run(ctx))
     return results
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient and config.nonfinite == "stop"."""
+
+
+class Preempted(Exception):
+    """SIGTERM/SIGINT arrived; a checkpoint was saved at `step`."""
+
+    def __init__(self, step: int):
+        super().__init__(f"preempted at step {step}; checkpoint saved")
+        self.step = step
+
+
+def _abstract(state: Any, shardings: Any) -> Any:
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        state, shardings)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains for `config.total_steps`, evaluating every `eval_every_steps` and at the end.
 
-    Returns the final evaluation metrics.
+    Resumes from the latest good checkpoint in `workdir`; on SIGTERM/SIGINT saves one and
+    raises Preempted. Returns the final evaluation metrics.
     """
     task = get_task(config)
     mesh = partitioning.make_mesh(config.mesh.data)
     tx, schedule = build_optimizer(config.optimizer, config.total_steps)
-    graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed)
+    checkpointer = Checkpointer(workdir, config.get("checkpoint_every_steps", 0),
+                                config.get("checkpoints_to_keep", 3))
+    fresh_start = not checkpointer.manager.all_steps()
+    graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed,
+                                                         pretrained=fresh_start)
+    nonfinite = config.get("nonfinite", "skip")
     batch_sharding = partitioning.batch_sharding(mesh)
     step_fn = jax.jit(
-        make_train_step(graphdef, task.loss_fn, tx, schedule, config.get("skip_nonfinite", True)),
+        make_train_step(graphdef, task.loss_fn, tx, schedule, skip_nonfinite=nonfinite == "skip",
+                        nan_at_step=config.get("debug_nan_at_step", -1), trainable=task.trainable),
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, partitioning.replicated(mesh)),
         donate_argnums=0)
 
-    writer = MetricsWriter(workdir)
-    is_main = jax.process_index() == 0
+    data_state: dict = {}
+    if not fresh_start:
+        restored = checkpointer.restore_latest(_abstract(state, state_sharding))
+        if restored is not None:
+            state, data_state, _ = restored
+        else:  # every checkpoint was damaged: start over, as a fresh run would
+            graphdef, state, _ = create_train_state(task, tx, mesh, config.seed, pretrained=True)
     start_step = int(state.step)
     stream = task.train_stream(start_step, jax.process_index(), jax.process_count())
-    batches = _prefetch(stream, mesh)
+    if data_state:
+        stream.set_state(data_state)
+
+    writer = MetricsWriter(workdir)
+    is_main = jax.process_index() == 0
     progress = ProgressReporter(config.total_steps, config.batch_size)
+    guard = PreemptionGuard()
     if is_main:
-        logging.info("Training %d steps on %d devices (%d processes), global batch %d.",
-                     config.total_steps, jax.device_count(), jax.process_count(), config.batch_size)
+        print(f"Training steps {start_step + 1}..{config.total_steps} on {jax.device_count()} "
+              f"devices ({jax.process_count()} processes), global batch {config.batch_size}.",
+              flush=True)
 
     pending: tuple[int, Any] | None = None  # metrics fetched one step late
     eval_metrics: dict[str, float] = {}
+    nonfinite_seen = int(state.skipped)
 
     def flush_pending():
-        nonlocal pending
+        nonlocal pending, nonfinite_seen
         if pending is None:
             return
         step, metrics = pending
@@ -173,22 +225,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_main:
             print(progress.line(step, values["train/loss"], clips_per_sec, sec_per_step), flush=True)
 
-    progress.start(start_step)
-    for step in range(start_step + 1, config.total_steps + 1):
-        batch = next(batches)
-        state, metrics = step_fn(state, batch)
-        flush_pending()
-        if step % config.log_every_steps == 0 or step == config.total_steps:
-            pending = (step, metrics)
-        if step == start_step + 1:
-            progress.start(step)  # exclude compilation from throughput and ETA
-        eval_now = config.eval_every_steps and step % config.eval_every_steps == 0
-        if eval_now or step == config.total_steps:
+    def check_finite(step: int):
+        nonlocal nonfinite_seen
+        count = int(state.skipped)
+        if count > nonfinite_seen and nonfinite == "stop":
+            raise NonFiniteError(
+                f"non-finite loss or gradient by step {step}; stopping. The last good checkpoint "
+                f"in {checkpointer.directory} is kept: lower the learning rate, or set "
+                "config.nonfinite=skip to skip such updates.")
+        nonfinite_seen = count
+
+    try:
+        progress.start(start_step)
+        batches = _prefetch(stream, mesh)
+        for step in range(start_step + 1, config.total_steps + 1):
+            batch, data_state = next(batches)
+            state, metrics = step_fn(state, batch)
             flush_pending()
-            eval_metrics = run_evaluators(task, graphdef, state, mesh)
-            writer.write(step, eval_metrics)
-            if is_main:
-                print(f"eval at step {step}: " + ", ".join(
-                    f"{k}={v:.2f}" for k, v in eval_metrics.items()), flush=True)
-    flush_pending()
+            if step % config.log_every_steps == 0 or step == config.total_steps:
+                pending = (step, metrics)
+            if step == start_step + 1:
+                progress.start(step)  # exclude compilation from throughput and ETA
+            if checkpointer.should_save(step) or step == config.total_steps:
+                check_finite(step)
+                checkpointer.save(step, state, data_state)
+            eval_now = config.eval_every_steps and step % config.eval_every_steps == 0
+            if eval_now or step == config.total_steps:
+                flush_pending()
+                check_finite(step)
+                eval_metrics = run_evaluators(task, graphdef, state, mesh, workdir)
+                writer.write(step, eval_metrics)
+                if is_main:
+                    print(f"eval at step {step}: " + ", ".join(
+                        f"{k}={v:.2f}" for k, v in eval_metrics.items()), flush=True)
+            if guard.requested():
+                flush_pending()
+                check_finite(step)
+                checkpointer.save(step, state, data_state, force=True)
+                checkpointer.wait()
+                raise Preempted(step)
+        flush_pending()
+        if start_step >= config.total_steps:  # restarted after the end: evaluate again
+            eval_metrics = run_evaluators(task, graphdef, state, mesh, workdir)
+            writer.write(start_step, eval_metrics)
+    finally:
+        checkpointer.close()
+        guard.restore_handlers()
     return eval_metrics

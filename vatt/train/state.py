@@ -30,9 +30,10 @@ class TrainState:
     skipped: jax.Array
 
 
-def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
-    """(graphdef, trainable params, everything else)."""
-    return nnx.split(model, nnx.Param, ...)
+def split_model(model: nnx.Module, trainable: Any = nnx.Param
+                ) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    """(graphdef, trainable variables, everything else) for an nnx filter `trainable`."""
+    return nnx.split(model, trainable, ...)
 
 
 def merge_model(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State) -> nnx.Module:
