@@ -32,6 +32,10 @@ def _common(variant: str) -> ml_collections.ConfigDict:
         "vt_weight": 1.0,
         "combine": "mean",                # official code: weighted mean; paper: "sum"
         "mil_nce_variant": "asymmetric",  # VATT/MIL-NCE default; "symmetric": official alternative
+        "chunked": False,        # True: shard_map form, each device scores its rows vs gathered columns
+        "learn_temperature": False,
+        "cka_weight": 0.0,       # > 0: add -cka_weight * (CKA(video,text) + CKA(video,audio))
+        "cka_kernel": "linear",  # CKA metrics/loss on pooled backbone outputs: linear | rbf
     })
     return config
 

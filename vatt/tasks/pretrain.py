@@ -10,6 +10,7 @@ import ml_collections
 from flax import nnx
 
 from vatt import losses
+from vatt.alignment import cka
 from vatt.data import synthetic
 from vatt.evaluation.zeroshot import SyntheticZeroShotEvaluator
 
@@ -46,25 +47,80 @@ class SyntheticTrainStream:
         self.step = int(state["step"])
 
 
-def contrastive_loss(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
-                     cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """VATT's objective from the model outputs.
+def _fill_invalid_rows(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Replaces rows with mask 0 by the mean of the valid rows.
 
-    out: model outputs (SPEC: out["video"]["va"] [B,Dva], out["audio"]["va"] [B,Dva],
-      out["video"]["vt"] [B,Dvt], out["text"]["vt"] [B,K,Dvt]).
+    After column centring those rows are zero, so a linear (biased) CKA over the full
+    batch equals the CKA over the valid rows alone, with static shapes under jit.
+    """
+    m = mask[:, None].astype(x.dtype)
+    mean = jnp.sum(x * m, axis=0, keepdims=True) / jnp.maximum(jnp.sum(m), 1.0)
+    return x * m + mean * (1.0 - m)
+
+
+def alignment_terms(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
+                    cfg: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    """Linear CKA between pooled backbone outputs and between common-space embeddings.
+
+    Video-text pairs use only clips with a caption (the first candidate).
+    Returns {"video_text", "video_audio", "audio_text", "common/video_text",
+    "common/video_audio"} as scalars.
+    """
+    has_text = (jnp.max(text_mask, axis=-1) > 0)
+    kernel = cfg.get("cka_kernel", "linear")
+
+    def pair(x, y, masked):
+        x, y = x.astype(jnp.float32), y.astype(jnp.float32)
+        if masked:
+            x, y = _fill_invalid_rows(x, has_text), _fill_invalid_rows(y, has_text)
+        return cka(x, y, kernel=kernel)
+
+    v, a, t = out["video"]["pooled"], out["audio"]["pooled"], out["text"]["pooled"][:, 0]
+    return {
+        "video_text": pair(v, t, True),
+        "video_audio": pair(v, a, False),
+        "audio_text": pair(a, t, True),
+        "common/video_text": pair(out["video"]["vt"], out["text"]["vt"][:, 0], True),
+        "common/video_audio": pair(out["video"]["va"], out["audio"]["va"], False),
+    }
+
+
+def contrastive_loss(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
+                     cfg: ml_collections.ConfigDict, temperature: jax.Array | float | None = None
+                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """VATT's objective from the model outputs, plus the optional CKA alignment loss.
+
+    out: model outputs (out["video"]["va"] [B,Dva], out["audio"]["va"] [B,Dva],
+      out["video"]["vt"] [B,Dvt], out["text"]["vt"] [B,K,Dvt], out[m]["pooled"]).
     text_mask: [B, K], 1 for a real candidate caption; clips without any caption
       (AudioSet-style) add no MIL-NCE term and count in NCE; as in the official code
       their videos remain negatives for other clips' captions.
+    temperature: overrides cfg.temperature (a learned temperature).
 
-    Returns (total loss, metrics). Total = (w_va*L_va + w_vt*L_vt)/(w_va + w_vt)
-    (official code, `combine="mean"`) or the paper's plain weighted sum (`"sum"`).
+    Total = (w_va*L_va + w_vt*L_vt)/(w_va + w_vt) (official code, `combine="mean"`) or the
+    paper's plain weighted sum (`"sum"`), then - cka_weight * (CKA(video, text) +
+    CKA(video, audio)) on the pooled backbone outputs (Yun, Kim, Jung: alignment as a loss).
     """
-    loss_va = losses.nce(out["video"]["va"], out["audio"]["va"], temperature=cfg.temperature)
-    loss_vt = losses.mil_nce(out["video"]["vt"], out["text"]["vt"], temperature=cfg.temperature,
-                             text_mask=text_mask, variant=cfg.mil_nce_variant)
-    weighted = cfg.va_weight * loss_va + cfg.vt_weight * loss_vt
+    tau = cfg.temperature if temperature is None else temperature
+    if cfg.get("chunked", False):
+        va = losses.nce_chunked(out["video"]["va"], out["audio"]["va"], temperature=tau)
+        vt = losses.mil_nce_chunked(out["video"]["vt"], out["text"]["vt"], temperature=tau,
+                                    text_mask=text_mask, variant=cfg.mil_nce_variant)
+    else:
+        va = losses.nce(out["video"]["va"], out["audio"]["va"], temperature=tau)
+        vt = losses.mil_nce(out["video"]["vt"], out["text"]["vt"], temperature=tau,
+                            text_mask=text_mask, variant=cfg.mil_nce_variant)
+    weighted = cfg.va_weight * va + cfg.vt_weight * vt
     total = weighted / (cfg.va_weight + cfg.vt_weight) if cfg.combine == "mean" else weighted
-    return total, {"train/loss_va": loss_va, "train/loss_vt": loss_vt}
+    metrics = {"train/loss_va": va, "train/loss_vt": vt, "train/temperature": jnp.asarray(tau)}
+    align = alignment_terms(out, text_mask, cfg)
+    metrics.update({f"train/cka/{k}": val for k, val in align.items()})
+    cka_weight = cfg.get("cka_weight", 0.0)
+    if cka_weight:
+        cka_loss = -cka_weight * (align["video_text"] + align["video_audio"])
+        metrics["train/loss_cka"] = cka_loss
+        total = total + cka_loss
+    return total, metrics
 
 
 class PretrainTask:
@@ -78,7 +134,11 @@ class PretrainTask:
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         from vatt.models import build_model
-        return build_model(self.config.model, rngs=rngs)
+        model = build_model(self.config.model, rngs=rngs)
+        if self.config.loss.get("learn_temperature", False):
+            # Learned as log(tau) so it stays positive; trained with the model.
+            model.log_temperature = nnx.Param(jnp.log(jnp.asarray(self.config.loss.temperature)))
+        return model
 
     def train_stream(self, start_step: int, process_index: int, process_count: int):
         return SyntheticTrainStream(self.world, self.config.batch_size, start_step,
@@ -88,7 +148,11 @@ class PretrainTask:
                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
         out = model(video=batch["video"], audio=batch["audio"], text=batch["text"],
                     training=True, rngs=rngs)
-        return contrastive_loss(out, batch["text_mask"], self.config.loss)
+        temperature = None
+        if self.config.loss.get("learn_temperature", False):
+            # Clip as CLIP does, so the logits cannot blow up (tau >= 0.01).
+            temperature = jnp.maximum(jnp.exp(model.log_temperature[...]), 0.01)
+        return contrastive_loss(out, batch["text_mask"], self.config.loss, temperature)
 
     def load_pretrained(self, params: nnx.State, rest: nnx.State) -> tuple[nnx.State, nnx.State]:
         return params, rest

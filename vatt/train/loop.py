@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -170,8 +171,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Resumes from the latest good checkpoint in `workdir`; on SIGTERM/SIGINT saves one and
     raises Preempted. Returns the final evaluation metrics.
     """
-    task = get_task(config)
     mesh = partitioning.make_mesh(config.mesh.data)
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+            f.write(config.to_json_best_effort(indent=2))
+    # The mesh is also the ambient one, for the shard_map (chunked) losses.
+    with jax.set_mesh(mesh):
+        return _train(config, workdir, mesh)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> dict[str, float]:
+    task = get_task(config)
     tx, schedule = build_optimizer(config.optimizer, config.total_steps)
     checkpointer = Checkpointer(workdir, config.get("checkpoint_every_steps", 0),
                                 config.get("checkpoints_to_keep", 3))
@@ -245,7 +256,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             if step % config.log_every_steps == 0 or step == config.total_steps:
                 pending = (step, metrics)
             if step == start_step + 1:
-                progress.start(step)  # exclude compilation from throughput and ETA
+                # Exclude compilation from throughput and ETA (dispatch may return before
+                # the first step has even compiled, so wait for it once).
+                jax.block_until_ready(metrics)
+                progress.start(step)
             if checkpointer.should_save(step) or step == config.total_steps:
                 check_finite(step)
                 checkpointer.save(step, state, data_state)

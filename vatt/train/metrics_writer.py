@@ -1,15 +1,35 @@
-"""metrics.jsonl and the console progress line. Only process 0 writes."""
+"""metrics.jsonl, TensorBoard event files, plots and the console progress line.
+
+Only process 0 writes. metrics.jsonl is appended synchronously (one short line, and tests and
+tools read it as soon as the process ends); everything slower (TensorBoard event files via
+tensorboardX, matplotlib plots, t-SNE) runs on one background thread fed by a queue, so the
+train loop never waits for disk or plotting. `close()` drains the queue; it is also registered
+with `atexit` so a run that never calls it still finishes its plots and event files.
+"""
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
+import queue
+import threading
 import time
-from typing import Any
+import traceback
+from typing import Any, Callable
 
 import jax
 import numpy as np
+
+# The writer of each workdir in this process, so evaluators (which only see ctx.workdir) can
+# send images and plot jobs to the same background thread and event file.
+_ACTIVE: dict[str, "MetricsWriter"] = {}
+
+
+def active_writer(workdir: str) -> "MetricsWriter | None":
+    """The open MetricsWriter of `workdir` in this process, or None."""
+    return _ACTIVE.get(os.path.abspath(workdir))
 
 
 def _plain(value: Any) -> Any:
@@ -20,19 +40,75 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _is_eval_key(key: str) -> bool:
+    return not key.startswith("train/")
+
+
 class MetricsWriter:
-    """Appends one JSON object per line to <workdir>/metrics.jsonl.
+    """Appends one JSON object per line to <workdir>/metrics.jsonl and mirrors every numeric
+    value as a TensorBoard scalar under <workdir>/tensorboard.
 
     Entries are appended across restarts; each carries `step` (and the wall time),
     so a step re-run after a restart is recognisable: the last entry for a step wins.
+    After a write with evaluation metrics (keys not under `train/`) and on `close()`, the
+    training curves are re-plotted to <workdir>/plots/training_curves.png.
+
+    Args:
+      workdir: run directory.
+      tensorboard: write TensorBoard event files (tensorboardX; no TensorFlow).
+      plots: write PNG plots (matplotlib, Agg backend).
     """
 
-    def __init__(self, workdir: str):
-        self.path = os.path.join(workdir, "metrics.jsonl")
+    def __init__(self, workdir: str, tensorboard: bool = True, plots: bool = True):
+        self.workdir = os.path.abspath(workdir)
+        self.path = os.path.join(self.workdir, "metrics.jsonl")
+        self.plots_dir = os.path.join(self.workdir, "plots")
+        self.tensorboard_dir = os.path.join(self.workdir, "tensorboard")
         self.enabled = jax.process_index() == 0
+        self.tensorboard = tensorboard
+        self.plots = plots
+        self._tb = None  # tensorboardX.SummaryWriter, created on the background thread
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.errors: list[str] = []
         if self.enabled:
-            os.makedirs(workdir, exist_ok=True)
+            os.makedirs(self.workdir, exist_ok=True)
+            _ACTIVE[self.workdir] = self
+            atexit.register(self.close)
 
+    # ------------------------------------------------------------------ background thread
+    def _worker(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                job()
+            except Exception:  # a failed plot must never take the run down; say so once
+                message = traceback.format_exc(limit=3)
+                self.errors.append(message)
+                print(f"metrics writer: background job failed:\n{message}", flush=True)
+            finally:
+                self._queue.task_done()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Runs `job()` on the writer's background thread (process 0; no-op elsewhere)."""
+        if not self.enabled or self._closed:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._worker, name="metrics-writer",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put(job)
+
+    def _summary_writer(self):
+        if self._tb is None:
+            from tensorboardX import SummaryWriter  # protobuf only, no TensorFlow
+            self._tb = SummaryWriter(logdir=self.tensorboard_dir, flush_secs=30)
+        return self._tb
+
+    # ------------------------------------------------------------------ public API
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
@@ -40,6 +116,75 @@ class MetricsWriter:
         record.update({k: _plain(v) for k, v in metrics.items()})
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        scalars = {k: float(v) for k, v in record.items()
+                   if k not in ("step", "time") and isinstance(v, (int, float))}
+        if self.tensorboard and scalars:
+            def to_tensorboard(step=int(step), wall=record["time"]):
+                tb = self._summary_writer()
+                for k, v in scalars.items():
+                    tb.add_scalar(k, v, step, walltime=wall)
+            self.submit(to_tensorboard)
+        if self.plots and any(_is_eval_key(k) for k in scalars):
+            self.submit(self._plot_training_curves)
+
+    def write_image(self, step: int, tag: str, image: np.ndarray) -> None:
+        """Adds an image to TensorBoard. image: [H, W] (colour-mapped with viridis over its
+        own range) or [H, W, 3] floats in [0, 1] / uint8."""
+        if not (self.enabled and self.tensorboard):
+            return
+        image = np.asarray(image)
+
+        def job():
+            img = image
+            if img.ndim == 2:
+                from matplotlib import colormaps
+                lo, hi = float(np.min(img)), float(np.max(img))
+                img = colormaps["viridis"]((img - lo) / (hi - lo if hi > lo else 1.0))[..., :3]
+            # Nearest-neighbour upscaling: a 4x4 CKA matrix would be 4 pixels wide otherwise.
+            scale = max(1, 192 // max(img.shape[:2]))
+            img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+            self._summary_writer().add_image(tag, img, int(step), dataformats="HWC")
+        self.submit(job)
+
+    def write_text(self, tag: str, text: str, step: int = 0) -> None:
+        """Adds text (e.g. the run's config) to TensorBoard."""
+        if self.enabled and self.tensorboard:
+            self.submit(lambda: self._summary_writer().add_text(tag, text, step))
+
+    def _plot_training_curves(self) -> None:
+        from vatt import plots
+        if os.path.exists(self.path):
+            plots.plot_training_curves(self.path, os.path.join(self.plots_dir,
+                                                               "training_curves.png"))
+
+    def flush(self) -> None:
+        """Waits until every queued event and plot is written."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.join()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        """Plots the training curves, drains the queue and closes the event file. Idempotent."""
+        if not self.enabled or self._closed:
+            return
+        if self.plots:
+            self.submit(self._plot_training_curves)
+        self.flush()
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        if _ACTIVE.get(self.workdir) is self:
+            del _ACTIVE[self.workdir]
+        try:
+            atexit.unregister(self.close)
+        except Exception:  # interpreter shutting down
+            pass
 
 
 def format_duration(seconds: float) -> str:
