@@ -24,7 +24,9 @@ def _common(variant: str) -> ml_collections.ConfigDict:
     config.task = "pretrain"
     config.variant = variant
     config.seed = 0
-    config.mesh = ml_collections.ConfigDict({"data": -1})  # -1: every device on the data axis
+    # data: devices on the data axis (-1: all). fsdp: shard parameters and optimizer state
+    # over the data axis (for the large variants) instead of replicating them.
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": False})
     config.skip_nonfinite = True  # skip (and count) an update with a non-finite loss or gradient
     config.loss = ml_collections.ConfigDict({
         "temperature": 0.07,

@@ -1,6 +1,8 @@
-"""The train loop end to end: metrics, evaluation keys, and 1 device == 8 fake devices."""
+"""The train loop end to end, and the same losses on 1 device, 8 fake devices, and 2 processes
+(started by launch/local.py and by the manual flags), with replicated and FSDP parameters."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,24 +11,39 @@ import pytest
 
 from subprocess_utils import REPO_ROOT, child_env
 
-# A few steps of the tiny config, small enough for a test.
-SHORT = ["--config.total_steps=6", "--config.batch_size=16", "--config.log_every_steps=1",
+STEPS = 20
+# The tiny config with 1-layer backbones and a small batch: the mechanics are under test.
+SMALL = [f"--config.total_steps={STEPS}", "--config.batch_size=16", "--config.log_every_steps=1",
          "--config.eval.num_clips=32", "--config.eval.batch_size=16",
-         "--config.optimizer.warmup_steps=2"]
+         "--config.optimizer.warmup_steps=2", "--config.checkpoint_every_steps=0",
+         "--config.model.video.num_layers=1", "--config.model.audio.num_layers=1",
+         "--config.model.text.num_layers=1"]
 
 
-def run_main(workdir, num_devices: int, extra=()):
-    proc = subprocess.run(
-        [sys.executable, "-m", "vatt.main", "--config=configs/pretrain.py:tiny",
-         f"--workdir={workdir}", *SHORT, *extra],
-        env=child_env(num_devices), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-    return proc, records
+def main_cmd(workdir, extra=()):
+    return [sys.executable, "-m", "vatt.main", "--config=configs/pretrain.py:tiny",
+            f"--workdir={workdir}", *SMALL, *extra]
+
+
+def read_records(workdir):
+    return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
 def train_losses(records):
     return {r["step"]: r["train/loss"] for r in records if "train/loss" in r}
+
+
+def run_main(workdir, num_devices: int, extra=()):
+    proc = subprocess.run(main_cmd(workdir, extra), env=child_env(num_devices), cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc, read_records(workdir)
+
+
+def assert_same_losses(got, expected, rtol=1e-4):
+    a, b = train_losses(expected), train_losses(got)
+    assert sorted(a) == sorted(b) == list(range(1, STEPS + 1))
+    np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=rtol)
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +54,49 @@ def single_device_run(tmp_path_factory):
 def test_metrics_and_evaluation_keys(single_device_run):
     proc, records = single_device_run
     losses = train_losses(records)
-    assert sorted(losses) == list(range(1, 7))
     assert all(np.isfinite(v) for v in losses.values())
+    assert losses[STEPS] < losses[1]  # it learns
     final = [r for r in records if "zeroshot/num_clips" in r][-1]
-    assert final["step"] == 6 and final["zeroshot/num_clips"] == 32
+    assert final["step"] == STEPS and final["zeroshot/num_clips"] == 32
     for task in ("t2v", "v2a"):
         for k in ("R@1", "R@5", "R@10", "MedR"):
             assert f"zeroshot/{task}/{k}" in final
-    assert "step      6/6 | loss" in proc.stdout and "clips/s | ETA" in proc.stdout
+    assert f"step     {STEPS}/{STEPS} | loss" in proc.stdout and "clips/s | ETA" in proc.stdout
+    assert "Compiled train step:" in proc.stdout and "GiB per device" in proc.stdout
     assert "Zero-shot retrieval on 32 held-out clips" in proc.stdout
 
 
 def test_eight_fake_devices_match_one(single_device_run, tmp_path):
     _, one = single_device_run
     _, eight = run_main(tmp_path, 8)
-    a, b = train_losses(one), train_losses(eight)
-    assert a.keys() == b.keys()
-    np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
-    final_a = [r for r in one if "zeroshot/t2v/R@1" in r][-1]
-    final_b = [r for r in eight if "zeroshot/t2v/R@1" in r][-1]
-    assert final_a["zeroshot/t2v/MeanR"] == pytest.approx(final_b["zeroshot/t2v/MeanR"], rel=0.05)
+    assert_same_losses(eight, one)
+
+
+def test_two_processes_by_local_launcher_match_one(single_device_run, tmp_path):
+    _, one = single_device_run
+    proc = subprocess.run(
+        [sys.executable, "launch/local.py", "--num_processes=2", "--devices_per_process=2", "--",
+         *main_cmd(tmp_path)],
+        env=child_env(1), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "on 4 devices (2 processes)" in proc.stdout
+    assert_same_losses(read_records(tmp_path), one)
+    # Only process 0 prints progress lines.
+    assert not [l for l in proc.stdout.splitlines() if l.startswith("[p1] step ")]
+
+
+def test_two_processes_by_manual_flags_with_fsdp_match_one(single_device_run, tmp_path):
+    """Also FSDP: parameters and optimizer state sharded over the 4 devices of 2 processes."""
+    _, one = single_device_run
+    sys.path.insert(0, os.path.join(REPO_ROOT, "launch"))
+    from local import free_port
+    port = free_port()
+    procs = [subprocess.Popen(
+        main_cmd(tmp_path, [f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                            f"--process_id={i}", "--config.mesh.fsdp=True"]),
+        env=child_env(2), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)]
+    outputs = [p.communicate(timeout=900)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-5000:]
+    assert_same_losses(read_records(tmp_path), one)

@@ -31,6 +31,17 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _in_multiprocess_cluster() -> bool:
+    """True under launch/local.py, a multi-task SLURM step, or a multi-host TPU VM slice,
+    where jax.distributed must be initialised (it then detects the rest itself)."""
+    env = os.environ
+    if env.get("VATT_COORDINATOR_ADDRESS"):
+        return True
+    if int(env.get("SLURM_NTASKS", "1") or 1) > 1 and env.get("SLURM_STEP_ID") is not None:
+        return True
+    return len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1
+
+
 def _dry_run(config) -> None:
     from vatt.models.summary import summarize
     table, report = summarize(config.model)
@@ -73,7 +84,7 @@ def main(argv: list[str]) -> None:
     if not _WORKDIR.value:
         _fail("--workdir is required for training, e.g. --workdir=/tmp/vatt_tiny")
 
-    if _COORDINATOR.value or _NUM_PROCESSES.value or os.environ.get("VATT_COORDINATOR_ADDRESS"):
+    if _COORDINATOR.value or _NUM_PROCESSES.value or _in_multiprocess_cluster():
         from vatt.parallel.distributed import initialize
         initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
@@ -85,9 +96,19 @@ def main(argv: list[str]) -> None:
     except ConfigError as e:
         _fail(str(e))
 
-    from vatt.train.loop import train_and_evaluate
+    from vatt.train.loop import NonFiniteError, OutOfMemoryError, Preempted, train_and_evaluate
     logging.set_verbosity(logging.WARNING)
-    metrics = train_and_evaluate(config, _WORKDIR.value)
+    try:
+        metrics = train_and_evaluate(config, _WORKDIR.value)
+    except Preempted as e:
+        # A clean exit: the scheduler restarts the job and it resumes from this checkpoint.
+        if jax.process_index() == 0:
+            print(f"Preempted at step {e.step}: checkpoint saved in {_WORKDIR.value}; run the "
+                  "same command to continue.", flush=True)
+        return
+    except (NonFiniteError, OutOfMemoryError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
     if jax.process_index() == 0:
         _report_zeroshot(metrics)
 

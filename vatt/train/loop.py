@@ -81,7 +81,8 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
 
 
 def create_train_state(task, tx: optax.GradientTransformation, mesh: Mesh, seed: int,
-                       pretrained: bool = False) -> tuple[nnx.GraphDef, TrainState, Any]:
+                       pretrained: bool = False, fsdp: bool = False
+                       ) -> tuple[nnx.GraphDef, TrainState, Any]:
     """Builds the state directly in its sharding: eval_shape -> shardings -> jit(init).
 
     No parameter is ever materialised on the host, so the large variants
@@ -99,7 +100,7 @@ def create_train_state(task, tx: optax.GradientTransformation, mesh: Mesh, seed:
         lambda: task.build_model(nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2)))
     graphdef, _, _ = split_model(abstract_model, task.trainable)
     abstract_state = jax.eval_shape(init)
-    state_sharding = jax.tree.map(lambda _: partitioning.replicated(mesh), abstract_state)
+    state_sharding = jax.tree.map(partitioning.state_sharding_rule(mesh, fsdp), abstract_state)
     state = jax.jit(init, out_shardings=state_sharding)()
     if pretrained:
         # Host-side I/O (reading another run's checkpoint), so outside of jit; the
@@ -148,6 +149,48 @@ def run_evaluators(task, graphdef, state: TrainState, mesh: Mesh, workdir: str
     return results
 
 
+class OutOfMemoryError(RuntimeError):
+    """The compiled train step needs more memory than a device has."""
+
+
+def _device_memory_limit() -> int | None:
+    """Bytes a device can hold, when the backend says (GPU/TPU); None on CPU."""
+    try:
+        stats = jax.local_devices()[0].memory_stats() or {}
+    except Exception:  # backends without memory_stats
+        return None
+    return stats.get("bytes_limit")
+
+
+def compile_with_memory_check(step_fn, state: TrainState, batch: dict[str, jax.Array],
+                              verbose: bool):
+    """Compiles the step for these shapes, reports the memory it needs per device, and stops
+    with a clear message when that exceeds the device instead of failing deep inside XLA.
+
+    The compiled executable is what the loop calls, so nothing recompiles after step 1.
+    """
+    compiled = step_fn.lower(state, batch).compile()
+    try:
+        mem = compiled.memory_analysis()
+        need = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+                - mem.alias_size_in_bytes)
+    except Exception:  # memory analysis is not available on every backend
+        return compiled
+    limit = _device_memory_limit()
+    gib = 2.0 ** 30
+    if verbose:
+        where = f" of the {limit / gib:.1f} GiB a device holds" if limit else ""
+        print(f"Compiled train step: {need / gib:.3f} GiB per device{where} (state and batch "
+              f"{mem.argument_size_in_bytes / gib:.3f} GiB, temporaries "
+              f"{mem.temp_size_in_bytes / gib:.3f} GiB).", flush=True)
+    if limit and need > limit:
+        raise OutOfMemoryError(
+            f"the train step needs {need / gib:.2f} GiB per device but a device holds "
+            f"{limit / gib:.2f} GiB: lower config.batch_size, set config.model.remat_policy=full, "
+            "config.mesh.fsdp=True or config.model.dtype=bfloat16, or use more devices")
+    return compiled
+
+
 class NonFiniteError(RuntimeError):
     """Training produced a non-finite loss or gradient and config.nonfinite == "stop"."""
 
@@ -187,8 +230,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> dict[
     checkpointer = Checkpointer(workdir, config.get("checkpoint_every_steps", 0),
                                 config.get("checkpoints_to_keep", 3))
     fresh_start = not checkpointer.manager.all_steps()
+    fsdp = bool(config.mesh.get("fsdp", False))
     graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed,
-                                                         pretrained=fresh_start)
+                                                         pretrained=fresh_start, fsdp=fsdp)
     nonfinite = config.get("nonfinite", "skip")
     batch_sharding = partitioning.batch_sharding(mesh)
     step_fn = jax.jit(
@@ -204,7 +248,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> dict[
         if restored is not None:
             state, data_state, _ = restored
         else:  # every checkpoint was damaged: start over, as a fresh run would
-            graphdef, state, _ = create_train_state(task, tx, mesh, config.seed, pretrained=True)
+            graphdef, state, _ = create_train_state(task, tx, mesh, config.seed, pretrained=True,
+                                                    fsdp=fsdp)
     start_step = int(state.step)
     stream = task.train_stream(start_step, jax.process_index(), jax.process_count())
     if data_state:
@@ -249,9 +294,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> dict[
     try:
         progress.start(start_step)
         batches = _prefetch(stream, mesh)
+        compiled = None
         for step in range(start_step + 1, config.total_steps + 1):
             batch, data_state = next(batches)
-            state, metrics = step_fn(state, batch)
+            if compiled is None:
+                # Compile once, before step 1, and refuse a step that cannot fit.
+                compiled = compile_with_memory_check(step_fn, state, batch, is_main)
+            state, metrics = compiled(state, batch)
             flush_pending()
             if step % config.log_every_steps == 0 or step == config.total_steps:
                 pending = (step, metrics)

@@ -36,6 +36,30 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def state_sharding_rule(mesh: Mesh, fsdp: bool, min_fsdp_size: int = 2**14):
+    """Sharding of one state leaf: replicated, or (FSDP) split over `data` along its largest
+    dimension that the axis size divides.
+
+    FSDP stores parameters and optimizer state 1/N per device; jit inserts the all-gathers
+    before use and reduce-scatters the gradients. Small leaves (biases, norms, scalars)
+    stay replicated: sharding them costs more in collectives than it saves.
+    """
+    n = mesh.shape[DATA_AXIS]
+
+    def rule(leaf) -> NamedSharding:
+        shape = getattr(leaf, "shape", ())
+        if not fsdp or n == 1 or int(np.prod(shape, dtype=np.int64)) < min_fsdp_size:
+            return replicated(mesh)
+        for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
+            if shape[dim] % n == 0:
+                spec = [None] * len(shape)
+                spec[dim] = DATA_AXIS
+                return NamedSharding(mesh, P(*spec))
+        return replicated(mesh)
+
+    return rule
+
+
 def host_to_global(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Assembles per-host shares [b_local, ...] into global arrays [B, ...] sharded on `data`."""
     sharding = batch_sharding(mesh)
