@@ -74,6 +74,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
 
 def _validate_shapes(config: ml_collections.ConfigDict) -> None:
     data, model = config.data, config.model
+    synthetic = data.get("name", "synthetic") == "synthetic"
+    if not synthetic:
+        _require(bool(data.get("data_dir", "")) or str(data.name).startswith("dmvr:"),
+                 f"config.data.data_dir is empty but config.data.name={data.name!r} is a built "
+                 "dataset: set it to the --data_dir given to python -m vatt.data.build")
     frames = (data.num_frames, data.frame_size, data.frame_size)
     video = model.get("video", None)
     if video is not None and "patch_size" in video:
@@ -85,8 +90,11 @@ def _validate_shapes(config: ml_collections.ConfigDict) -> None:
                      f"{frames[0]}x{frames[1]}x{frames[2]} (config.data.{name}={size}): pick a patch "
                      f"size that divides it, e.g. {tuple(d for d in _divisors_like(frames, patch))}")
     audio = model.get("audio", None)
-    samples = int(round(data.num_frames / data.fps * data.audio_rate))
-    if audio is not None and "patch_size" in audio:
+    if synthetic:
+        samples = int(round(data.num_frames / data.fps * data.audio_rate))
+    else:  # 0: set by the stored sample rate, known only when reading
+        samples = int(data.get("audio_samples", 0))
+    if audio is not None and "patch_size" in audio and samples:
         p = int(_tuple(audio.patch_size)[0])
         _require(p >= 1 and samples % p == 0,
                  f"config.model.audio.patch_size={p} does not divide the {samples} audio samples of a "
@@ -97,10 +105,11 @@ def _validate_shapes(config: ml_collections.ConfigDict) -> None:
             keep = sub.droptoken_keep
             _require(0 < keep <= 1, f"config.model.{modality}.droptoken_keep={keep} must be in (0, 1]")
     text = model.get("text", None)
+    max_words = data.get("max_words", data.get("max_text_len", 0))
     if text is not None and "max_len" in text:
-        _require(data.max_words <= text.max_len,
-                 f"config.data.max_words={data.max_words} exceeds config.model.text.max_len="
-                 f"{text.max_len}: raise max_len or lower max_words")
+        _require(max_words <= text.max_len,
+                 f"config.data text length {max_words} exceeds config.model.text.max_len="
+                 f"{text.max_len}: raise max_len or shorten the captions")
 
 
 def _divisors_like(sizes: tuple[int, ...], patch: tuple[int, ...]) -> list[int]:

@@ -47,6 +47,33 @@ class SyntheticTrainStream:
         self.step = int(state["step"])
 
 
+class ModelInputs:
+    """Keeps only what the pretraining step reads from a real-data iterator's batches."""
+
+    KEYS = ("video", "audio", "text", "text_mask")
+
+    def __init__(self, iterator):
+        self.iterator = iterator
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        batch = next(self.iterator)
+        missing = [k for k in self.KEYS if k not in batch]
+        if missing:
+            raise ValueError(f"pretraining needs {self.KEYS} but the dataset gives no {missing}: "
+                             "pretrain on sources with video, audio and captions (mix in "
+                             "text-less AudioSet via config.data.mixture)")
+        return {k: batch[k] for k in self.KEYS}
+
+    def get_state(self) -> dict:
+        return self.iterator.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self.iterator.set_state(state)
+
+
 def _fill_invalid_rows(x: jax.Array, mask: jax.Array) -> jax.Array:
     """Replaces rows with mask 0 by the mean of the valid rows.
 
@@ -130,7 +157,9 @@ class PretrainTask:
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        self.world = synthetic.SyntheticWorld(world_spec(config.data), config.seed)
+        self.synthetic = config.data.name == "synthetic"
+        self.world = (synthetic.SyntheticWorld(world_spec(config.data), config.seed)
+                      if self.synthetic else None)
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
         from vatt.models import build_model
@@ -141,8 +170,15 @@ class PretrainTask:
         return model
 
     def train_stream(self, start_step: int, process_index: int, process_count: int):
-        return SyntheticTrainStream(self.world, self.config.batch_size, start_step,
-                                    process_index, process_count)
+        if self.synthetic:
+            return SyntheticTrainStream(self.world, self.config.batch_size, start_step,
+                                        process_index, process_count)
+        # A built dataset (tfds builder or DMVR TFRecords) through the tf.data pipeline; its
+        # position is restored from the checkpoint by the loop (set_state).
+        from vatt.data import pipeline
+        return ModelInputs(pipeline.make_iterator(
+            self.config.data, global_batch_size=self.config.batch_size, training=True,
+            seed=self.config.seed, process_index=process_index, process_count=process_count))
 
     def loss_fn(self, model: nnx.Module, batch: dict[str, jax.Array], rngs: nnx.Rngs
                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -158,4 +194,5 @@ class PretrainTask:
         return params, rest
 
     def evaluators(self) -> list[Any]:
-        return [SyntheticZeroShotEvaluator(self.world, self.config.eval)]
+        evaluators = [SyntheticZeroShotEvaluator(self.world, self.config.eval)] if self.synthetic else []
+        return evaluators

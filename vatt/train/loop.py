@@ -256,6 +256,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> dict[
         stream.set_state(data_state)
 
     writer = MetricsWriter(workdir)
+    writer.write_text("config", "```\n" + config.to_json_best_effort(indent=2) + "\n```")
     is_main = jax.process_index() == 0
     progress = ProgressReporter(config.total_steps, config.batch_size)
     guard = PreemptionGuard()
@@ -334,4 +335,5 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> dict[
     finally:
         checkpointer.close()
         guard.restore_handlers()
+        writer.close()  # drains TensorBoard events, writes plots/training_curves.png
     return eval_metrics

@@ -1,0 +1,157 @@
+"""Observability: t-SNE, the PNG plots, TensorBoard events from MetricsWriter, evaluator plots."""
+
+import importlib.util
+import glob
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from subprocess_utils import REPO_ROOT
+
+from vatt import plots
+
+
+def _is_png(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _events(logdir):
+    """All Event protos of the tfevents files in logdir (TFRecord framing, no TensorFlow)."""
+    from tensorboardX.proto import event_pb2
+    events = []
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        with open(path, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            pos += 12
+            event = event_pb2.Event()
+            event.ParseFromString(data[pos:pos + length])
+            events.append(event)
+            pos += length + 4
+    return events
+
+
+def tiny_config():
+    spec = importlib.util.spec_from_file_location("pretrain_cfg",
+                                                  os.path.join(REPO_ROOT, "configs/pretrain.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("tiny")
+    for m in (config.model.video, config.model.audio, config.model.text):
+        m.update({"num_layers": 1, "d_model": 32, "mlp_dim": 64, "num_heads": 2})
+    config.eval.num_clips = 24
+    config.eval.batch_size = 8
+    return config
+
+
+def test_tsne_separates_clusters():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 8, size=(3, 10))
+    labels = np.repeat(np.arange(3), 25)
+    x = centres[labels] + rng.normal(size=(75, 10))
+    y = plots.tsne_2d(x, num_iters=300)
+    assert y.shape == (75, 2) and np.all(np.isfinite(y))
+    d = ((y[:, None] - y[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert np.mean(labels[d.argmin(1)] == labels) > 0.95
+    assert plots.pca_2d(x).shape == (75, 2)
+
+
+def test_plot_functions_write_pngs(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 24
+    sim = rng.normal(size=(n, n)) + 3 * np.eye(n)
+    group = np.sort(rng.integers(0, 8, n))
+    paths = [
+        plots.plot_similarity(sim, str(tmp_path / "sim.png"), title="t", query_label="text",
+                              item_label="video", group_names=[str(i) for i in range(8)],
+                              group_of=group),
+        plots.plot_recall_at_k({"a": rng.integers(1, n + 1, n)}, n, str(tmp_path / "r.png"),
+                               title="recall"),
+        plots.plot_cka_heatmaps({"linear": rng.uniform(size=(3, 2))}, str(tmp_path / "c.png"),
+                                x_name="video", y_name="text", x_labels=["a", "b", "c"],
+                                y_labels=["d", "e"], title="cka"),
+        plots.plot_embedding_maps(
+            {"vt": {"video": rng.normal(size=(n, 8)), "text": rng.normal(size=(n, 8))}},
+            rng.integers(0, 2, size=(n, 5)), str(tmp_path / "e.png"), title="map",
+            method="pca"),
+    ]
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("\n".join(json.dumps(r) for r in [
+        {"step": 1, "train/loss": 3.0, "train/learning_rate": 1e-3},
+        {"step": 2, "train/loss": "nan", "train/learning_rate": 1e-3},
+        {"step": 2, "zeroshot/t2v/R@1": 10.0, "zeroshot/cka/video_text": 0.3}]) + "\n{broken")
+    series = plots.read_metrics(str(metrics))
+    assert list(series["train/loss"][0]) == [1, 2] and np.isnan(series["train/loss"][1][1])
+    paths.append(plots.plot_training_curves(str(metrics), str(tmp_path / "curves.png")))
+    for p in paths:
+        assert _is_png(p) and os.path.getsize(p) > 5000, p
+    assert not glob.glob(str(tmp_path / "*.tmp.png"))
+
+
+def test_metrics_writer_tensorboard_and_curves(tmp_path):
+    from vatt.train.metrics_writer import MetricsWriter, active_writer
+    writer = MetricsWriter(str(tmp_path))
+    assert active_writer(str(tmp_path)) is writer
+    for step in (1, 2, 3):
+        writer.write(step, {"train/loss": 4.0 - step, "train/learning_rate": np.float32(1e-3)})
+    writer.write(3, {"zeroshot/t2v/R@1": 12.5})
+    writer.write_image(3, "zeroshot/t2v_similarity", np.eye(6))
+    writer.write_text("config", "lr: 0.001")
+    writer.close()
+    writer.close()  # idempotent
+    assert active_writer(str(tmp_path)) is None
+    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 3]
+    events = _events(str(tmp_path / "tensorboard"))
+    scalars = {(v.tag, e.step): v.simple_value for e in events for v in e.summary.value
+               if v.HasField("simple_value")}
+    assert scalars[("train/loss", 2)] == pytest.approx(2.0)
+    # tensorboardX cleans tags: "R@1" shows as "R_1" in TensorBoard.
+    assert scalars[("zeroshot/t2v/R_1", 3)] == pytest.approx(12.5)
+    images = [v for e in events for v in e.summary.value if v.HasField("image")]
+    assert [v.tag for v in images] == ["zeroshot/t2v_similarity"]
+    assert images[0].image.width >= 96  # small matrices are upscaled
+    assert _is_png(tmp_path / "plots" / "training_curves.png")
+    assert not writer.errors
+
+
+def test_synthetic_evaluator_writes_plots(tmp_path):
+    from flax import nnx
+
+    from vatt.tasks.base import EvalContext
+    from vatt.tasks.pretrain import PretrainTask
+    from vatt.train import partitioning
+    from vatt.train.metrics_writer import MetricsWriter
+    from vatt.train.state import split_model
+
+    config = tiny_config()
+    config.eval.embedding_map_clips = 16
+    task = PretrainTask(config)
+    graphdef, params, rest = split_model(task.build_model(nnx.Rngs(params=0)), task.trainable)
+    ctx = EvalContext(graphdef, params, rest, partitioning.make_mesh(-1), str(tmp_path), 7)
+    writer = MetricsWriter(str(tmp_path))
+    (evaluator,) = task.evaluators()
+    metrics = evaluator.run(ctx)
+    writer.write(7, metrics)
+    writer.close()
+    assert metrics["zeroshot/num_clips"] == 24
+    for task_name in ("t2v", "v2a"):
+        for k in ("R@1", "R@5", "R@10", "MedR", "MeanR"):
+            assert f"zeroshot/{task_name}/{k}" in metrics
+    for k in ("video_text", "video_audio"):
+        assert 0.0 <= metrics[f"zeroshot/cka/{k}"] <= 1.0 + 1e-6
+    names = sorted(os.listdir(tmp_path / "plots"))
+    assert names == sorted(["zeroshot_t2v_similarity.png", "zeroshot_v2a_similarity.png",
+                            "zeroshot_recall_at_k.png", "cka_layers_video_text.png",
+                            "cka_layers_video_audio.png", "embeddings_tsne.png",
+                            "training_curves.png"])
+    tags = {v.tag for e in _events(str(tmp_path / "tensorboard")) for v in e.summary.value}
+    assert {"zeroshot/t2v_similarity", "cka/video_text_layers", "zeroshot/cka/video_text"} <= tags
+    assert not writer.errors

@@ -1,0 +1,248 @@
+r"""Layer-wise CKA between modalities of a pretrained VATT checkpoint.
+
+    python -m vatt.alignment_report --workdir=/tmp/vatt_tiny [--num_clips=256] [--out=<dir>]
+
+Loads the latest good checkpoint of a pretraining workdir (the model is rebuilt from
+<workdir>/config.json, written by the train loop; pass --config=configs/pretrain.py:tiny with
+the run's overrides for an older workdir), embeds the held-out synthetic clips with
+return_layers=True and computes, between every video representation (each block's AGG output,
+the pooled output, the common-space embedding) and every text / audio one:
+  * linear CKA over all clips (Kornblith et al. 2019);
+  * debiased linear CKA accumulated over minibatches (vatt.alignment.MinibatchCKA, Nguyen et
+    al. 2021): unbiased HSIC summed over batches, so its value does not grow with the width
+    of a layer the way the biased estimator does when d is comparable to n.
+Writes <out>/cka_layers.json and <out>/cka_layers_video_text.png, cka_layers_video_audio.png
+(default out: <workdir>/alignment). Reads the checkpoint only: safe while training runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+PAIRS = {"video_text": ("video", "text", "vt"), "video_audio": ("video", "audio", "va")}
+
+
+# ----------------------------------------------------------------------------- config
+def _tuples(value: Any) -> Any:
+    """JSON turns the config's tuples (patch sizes, input sizes) into lists; undo that."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def load_config(workdir: str):
+    """The run's ConfigDict from <workdir>/config.json (written by the train loop)."""
+    import ml_collections
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} does not exist; pass the run's config with --config=configs/<file>.py:<arg> "
+            "(and the same --config.<key>=<value> overrides the run used).")
+    with open(path, encoding="utf-8") as f:
+        return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+# ----------------------------------------------------------------------------- CKA matrices
+def cka_matrices(xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int
+                 ) -> dict[str, np.ndarray]:
+    """Linear CKA over all n examples and minibatch debiased CKA between every x and y.
+
+    xs, ys: lists of [n, d_i] / [n, e_j] features of the same n examples.
+    batch_size: minibatch size for the debiased accumulation (a last batch of 3 or fewer
+      examples is left out: unbiased HSIC needs n > 3).
+    Returns {"linear": [len(xs), len(ys)], "debiased_minibatch": [len(xs), len(ys)]}.
+    """
+    from vatt.alignment import MinibatchCKA
+    from vatt.evaluation.zeroshot import linear_cka
+    n = xs[0].shape[0]
+    linear = np.array([[linear_cka(x, y) for y in ys] for x in xs])
+    acc = MinibatchCKA(len(xs), len(ys))
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        if stop - start > 3:
+            acc.update([x[start:stop] for x in xs], [y[start:stop] for y in ys])
+    debiased = acc.result() if acc.num_batches else np.full_like(linear, np.nan)
+    return {"linear": linear, "debiased_minibatch": debiased}
+
+
+# ----------------------------------------------------------------------------- model
+def restore(config, workdir: str):
+    """(task, mesh, graphdef, params, rest, step) of the latest good checkpoint in workdir.
+
+    The abstract train state is built with eval_shape (no parameter is materialised before
+    the restore), replicated over the current mesh.
+    """
+    import jax
+    import jax.numpy as jnp
+    import orbax.checkpoint as ocp
+    from flax import nnx
+
+    from vatt.tasks import get_task
+    from vatt.train import partitioning
+    from vatt.train.optimizer import build_optimizer
+    from vatt.train.state import TrainState, split_model
+
+    mesh = partitioning.make_mesh(config.mesh.data)
+    task = get_task(config)
+    tx, _ = build_optimizer(config.optimizer, config.total_steps)
+    seed = int(config.seed)
+    rngs = lambda: nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2)  # noqa: E731
+
+    def init() -> TrainState:  # the same tree as vatt.train.loop.create_train_state
+        _, params, rest = split_model(task.build_model(rngs()), task.trainable)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
+                          opt_state=tx.init(params),
+                          rng=jax.random.key_data(jax.random.key(seed + 3)),
+                          skipped=jnp.zeros((), jnp.int32))
+
+    graphdef, _, _ = split_model(nnx.eval_shape(lambda: task.build_model(rngs())),
+                                 task.trainable)
+    sharding = partitioning.replicated(mesh)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                            jax.eval_shape(init))
+    directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    # read_only: never clean up or delete anything in a directory a run may be writing to.
+    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        read_only=True, create=False, save_interval_steps=0))
+    try:
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                restored = manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract)))
+            except Exception as e:  # a damaged checkpoint: try the previous one
+                print(f"checkpoint {step} could not be loaded ({type(e).__name__}); trying the "
+                      "previous one", file=sys.stderr)
+                continue
+            state = restored.state
+            return task, mesh, graphdef, state.params, state.rest, int(state.step)
+    finally:
+        manager.close()
+    raise FileNotFoundError(f"no checkpoint that loads in {directory}")
+
+
+def held_out_features(task, config, mesh, graphdef, params, rest, num_clips: int,
+                      batch_size: int) -> dict[str, np.ndarray]:
+    """Backbone layers, pooled outputs and common-space embeddings of the held-out synthetic
+    clips (keys of vatt.evaluation.zeroshot.features_fn), each [num_clips, d]."""
+    import jax
+
+    from vatt.data import synthetic
+    from vatt.evaluation.zeroshot import features_fn
+    from vatt.train.partitioning import fetch, host_to_global
+    world = getattr(task, "world", None)
+    if world is None:
+        from vatt.tasks.pretrain import world_spec
+        world = synthetic.SyntheticWorld(world_spec(config.data), config.seed)
+    features = jax.jit(features_fn(graphdef))
+    chunks = []
+    for host_batch in world.eval_batches(num_clips, batch_size, jax.process_index(),
+                                         jax.process_count()):
+        valid = host_batch.pop("valid")
+        inputs = host_to_global({k: host_batch[k] for k in ("video", "audio", "text")}, mesh)
+        out = fetch(features(params, rest, inputs))
+        out["valid"] = fetch(host_to_global({"v": valid}, mesh))["v"]
+        chunks.append(out)
+    stacked = {k: np.concatenate([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
+    keep = stacked.pop("valid") > 0
+    return {k: v[keep] for k, v in stacked.items()}
+
+
+def alignment_report(workdir: str, *, config=None, num_clips: int = 256,
+                     batch_size: int | None = None, out_dir: str | None = None,
+                     plots: bool = True) -> dict[str, Any]:
+    """Computes and writes the report (see the module docstring); returns the JSON dict.
+
+    config: the run's ConfigDict (default: <workdir>/config.json).
+    batch_size: global batch for embedding and for the minibatch CKA (default
+      config.eval.batch_size); must divide by the number of devices.
+    """
+    import jax
+
+    from vatt.evaluation.zeroshot import layer_stack
+    config = config if config is not None else load_config(workdir)
+    batch_size = int(batch_size or config.eval.batch_size)
+    out_dir = out_dir or os.path.join(workdir, "alignment")
+    task, mesh, graphdef, params, rest, step = restore(config, workdir)
+    with jax.set_mesh(mesh):
+        feats = held_out_features(task, config, mesh, graphdef, params, rest, num_clips,
+                                  batch_size)
+    n = int(feats["video_pooled"].shape[0])
+    report: dict[str, Any] = {"workdir": os.path.abspath(workdir), "step": step,
+                              "num_clips": n, "batch_size": batch_size, "pairs": {}}
+    for name, (mx, my, space) in PAIRS.items():
+        x_labels, xs = layer_stack(feats, mx, space)
+        y_labels, ys = layer_stack(feats, my, space)
+        mats = cka_matrices(xs, ys, batch_size)
+        report["pairs"][name] = {"x": mx, "y": my, "x_layers": x_labels, "y_layers": y_labels,
+                                 **{k: np.round(v, 6).tolist() for k, v in mats.items()}}
+    if jax.process_index() == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "cka_layers.json"), "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+        if plots:
+            from vatt import plots as plots_lib
+            for name, pair in report["pairs"].items():
+                plots_lib.plot_cka_heatmaps(
+                    {"linear CKA (all clips)": np.array(pair["linear"]),
+                     f"debiased CKA (minibatches of {batch_size})":
+                         np.array(pair["debiased_minibatch"])},
+                    os.path.join(out_dir, f"cka_layers_{name}.png"), x_name=pair["x"],
+                    y_name=pair["y"], x_labels=pair["x_layers"], y_labels=pair["y_layers"],
+                    title=f"CKA between {pair['x']} and {pair['y']} representations, step {step} "
+                    f"({n} held-out clips)")
+    return report
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A console table per modality pair (rows: video representations)."""
+    lines = [f"CKA at step {report['step']} on {report['num_clips']} held-out clips "
+             "(linear / debiased minibatch):"]
+    for name, pair in report["pairs"].items():
+        width = max(len(s) for s in pair["y_layers"] + ["x"]) + 2
+        lines.append(f"  {pair['x']} (rows) vs {pair['y']} (columns)")
+        lines.append(" " * 20 + "".join(f"{s:>{max(width, 13)}}" for s in pair["y_layers"]))
+        for i, label in enumerate(pair["x_layers"]):
+            cells = "".join(
+                f"{pair['linear'][i][j]:.2f} / {pair['debiased_minibatch'][i][j]:5.2f}"
+                .rjust(max(width, 13)) for j in range(len(pair["y_layers"])))
+            lines.append(f"    {label:<16}" + cells)
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags, logging
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore step at INFO
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments {argv[1:]}: use --flag=value")
+    f = flags.FLAGS
+    config = _CONFIG.value if _CONFIG.value is not None else None
+    report = alignment_report(f.workdir, config=config, num_clips=f.num_clips,
+                              batch_size=f.batch_size or None, out_dir=f.out or None)
+    import jax
+    if jax.process_index() == 0:
+        out = f.out or os.path.join(f.workdir, "alignment")
+        print(format_report(report))
+        print(f"Wrote {os.path.join(out, 'cka_layers.json')} and "
+              + ", ".join(f"cka_layers_{k}.png" for k in report["pairs"]), flush=True)
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    from ml_collections import config_flags
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    flags.DEFINE_string("workdir", None, "Pretraining workdir (with checkpoints/).", required=True)
+    flags.DEFINE_integer("num_clips", 256, "Held-out synthetic clips to embed (at most 768).")
+    flags.DEFINE_integer("batch_size", 0, "Batch size (0: the run's config.eval.batch_size).")
+    flags.DEFINE_string("out", "", "Output folder (default <workdir>/alignment).")
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", None, "The run's config if <workdir>/config.json is missing "
+        "(configs/pretrain.py:tiny plus the run's --config.<key> overrides).")
+    app.run(main)
