@@ -1,0 +1,349 @@
+"""Tests of vatt.models at tiny shapes on CPU (paper-size checks use abstract shapes only)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from vatt.models import (Classifier, FrozenParam, build_model, deflate_video_tokenizer,
+                         drop_tokens, images_to_video, model_config, num_kept)
+from vatt.models import transformer as transformer_lib
+from vatt.models.summary import forward_gflops, param_counts, summarize
+from vatt.models.tokenizers import (AudioTokenizer, TextTokenizer, VideoTokenizer,
+                                    interpolate_table)
+
+B = 2
+
+
+def _inputs(cfg, batch=B, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    video = rng.uniform(-1, 1, (batch, *cfg.video.input_size, 3)).astype(np.float32)
+    audio = rng.uniform(-1, 1, (batch, cfg.audio.input_samples)).astype(np.float32)
+    text = rng.integers(1, cfg.text.vocab_size, (batch, k, cfg.text.max_len)).astype(np.int32)
+    text[:, :, 5:] = 0  # padding
+    return jnp.asarray(video), jnp.asarray(audio), jnp.asarray(text)
+
+
+def _train_rngs(dropout=1, droptoken=2):
+    return nnx.Rngs(dropout=dropout, droptoken=droptoken)
+
+
+@nnx.jit(static_argnames=("training", "return_layers"))
+def fwd(model, video=None, audio=None, text=None, *, training=False, rngs=None,
+        return_layers=False):
+    """Jitted model call: one compile per model structure keeps the CPU tests fast."""
+    return model(video=video, audio=audio, text=text, training=training, rngs=rngs,
+                 return_layers=return_layers)
+
+
+# ---------------------------------------------------------------- tokenizers and positions
+
+def test_token_counts_and_shapes():
+    rngs = nnx.Rngs(0)
+    vt = VideoTokenizer(24, (4, 16, 16), (32, 224, 224), rngs=rngs)
+    assert vt.grid((1, 32, 224, 224, 3)) == (8, 14, 14)
+    assert jax.eval_shape(lambda: vt.position_embedding((8, 14, 14))).shape == (1568, 24)
+    assert jax.eval_shape(vt, jnp.zeros((1, 8, 32, 48, 3))).shape == (1, 2 * 2 * 3, 24)
+    at = AudioTokenizer(24, 128, 153_600, rngs=rngs)
+    assert jax.eval_shape(lambda: at.position_embedding(1200)).shape == (1200, 24)
+    assert jax.eval_shape(at, jnp.zeros((2, 1280))).shape == (2, 10, 24)
+    tt = TextTokenizer(24, 100, 16, 8, rngs=rngs)
+    ids = jnp.array([[3, 4, 0, 0], [5, 0, 0, 0]])
+    tokens, mask = tt(ids)
+    assert tokens.shape == (2, 4, 24)
+    np.testing.assert_array_equal(mask, ids != 0)
+
+
+def test_interpolated_positions_reproduce_table_at_original_size():
+    vt = VideoTokenizer(16, (4, 8, 8), (8, 32, 32), rngs=nnx.Rngs(0))
+    table = vt.temporal_pos[...]
+    np.testing.assert_array_equal(interpolate_table(table, table.shape[0]), table)
+    resized = interpolate_table(vt.vertical_pos[...], 10)
+    assert resized.shape == (10, 16)
+    # Upsampled table stays within the range of the original values (linear interpolation).
+    assert float(resized.max()) <= float(vt.vertical_pos[...].max()) + 1e-6
+    # Fine-tuning at a larger resolution runs the model with interpolated tables.
+    cfg = model_config("tiny")
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    out = fwd(model, video=jnp.zeros((1, 8, 48, 48, 3)))
+    assert out["video"]["pooled"].shape == (1, cfg.video.d_model)
+
+
+def test_agg_token_carries_no_position():
+    # With zero blocks the pooled output is final_ln(AGG input): it must not depend on the
+    # position tables (nor on the content), i.e. the AGG token is prepended after positions.
+    cfg = model_config("tiny")
+    cfg.video.num_layers = cfg.audio.num_layers = cfg.text.num_layers = 0
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    video, audio, text = _inputs(cfg)
+    out1 = fwd(model, video, audio, text)
+    for tok in [model.video_backbone.tokenizer, model.audio_backbone.tokenizer,
+                model.text_backbone.tokenizer]:
+        for name in ("temporal_pos", "vertical_pos", "horizontal_pos", "pos"):
+            if hasattr(tok, name):
+                getattr(tok, name)[...] = 10.0 + getattr(tok, name)[...] * 7.0
+    out2 = fwd(model, -video, audio * 0.5, text[:, ::-1])
+    for m in ("video", "audio", "text"):
+        bb = getattr(model, f"{m}_backbone")
+        expected = bb.encoder.final_ln(bb.tokenizer.agg_token[...][None])[0]
+        np.testing.assert_allclose(out1[m]["pooled"], out2[m]["pooled"], atol=1e-5)
+        np.testing.assert_allclose(out1[m]["pooled"].reshape(-1, expected.shape[0])[0], expected,
+                                   atol=1e-5)
+
+
+# ---------------------------------------------------------------- DropToken
+
+@pytest.mark.parametrize("mode", ["batch", "sample"])
+def test_droptoken_keeps_exact_count(mode):
+    x = jnp.arange(2 * 1568 * 1, dtype=jnp.float32).reshape(2, 1568, 1)
+    y = drop_tokens(x, 0.5, jax.random.key(0), mode)
+    assert y.shape == (2, 784, 1) and num_kept(1568, 0.5) == 784 and num_kept(1200, 0.5) == 600
+    assert num_kept(10, 0.33) == 3  # int(round(3.3))
+    # Order-preserving subset of distinct tokens.
+    assert bool(jnp.all(jnp.diff(y[..., 0], axis=1) > 0))
+    same_perm = bool(jnp.all((y[0, :, 0] - y[1, :, 0]) == -1568))
+    assert same_perm == (mode == "batch")
+    z = drop_tokens(x, 0.5, jax.random.key(1), mode)
+    assert not np.array_equal(np.asarray(y), np.asarray(z))
+
+
+def test_droptoken_in_model(monkeypatch):
+    import vatt.models.backbone as backbone_lib
+    cfg = model_config("tiny")
+    cfg.dropout_rate = 0.0  # isolate DropToken randomness
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    video, audio, text = _inputs(cfg)
+    kept_shapes = []
+    original = backbone_lib.drop_tokens
+
+    def spy(tokens, keep, key, mode):
+        y = original(tokens, keep, key, mode)
+        kept_shapes.append((tokens.shape[1], y.shape[1]))
+        return y
+
+    monkeypatch.setattr(backbone_lib, "drop_tokens", spy)
+    out1 = fwd(model, video, audio, text, training=True, rngs=_train_rngs(1, 2))
+    assert kept_shapes == [(32, 16), (50, 25)]  # video, audio; never text
+    out2 = fwd(model, video, audio, text, training=True, rngs=_train_rngs(1, 2))
+    out3 = fwd(model, video, audio, text, training=True, rngs=_train_rngs(1, 3))
+    np.testing.assert_allclose(out1["video"]["pooled"], out2["video"]["pooled"], atol=1e-6)
+    assert not np.allclose(out1["video"]["pooled"], out3["video"]["pooled"])
+    np.testing.assert_allclose(out1["text"]["pooled"], out3["text"]["pooled"], atol=1e-6)
+    kept_shapes.clear()
+    e1 = fwd(model, video, audio, text, training=False)  # no rngs needed
+    e2 = fwd(model, video, audio, text, training=False)
+    assert kept_shapes == []
+    np.testing.assert_array_equal(e1["video"]["pooled"], e2["video"]["pooled"])
+    with pytest.raises(ValueError, match="rngs"):
+        model(video=video, training=True)
+
+
+def test_text_padding_is_masked():
+    cfg = model_config("tiny")
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    text = jnp.array([[[5, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]])
+    a = fwd(model, text=text)["text"]["pooled"]
+    b = fwd(model, text=text[..., :2])["text"]["pooled"]  # same words without pads
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+# ---------------------------------------------------------------- heads
+
+@pytest.mark.parametrize("kind", ["fac", "shared", "disjoint"])
+@pytest.mark.parametrize("bn_placement", ["official", "paper"])
+def test_head_output_spaces(kind, bn_placement):
+    cfg = model_config("tiny")
+    cfg.head.kind, cfg.head.bn_placement = kind, bn_placement
+    cfg.head.va_dim, cfg.head.vt_dim = 12, 6
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    video, audio, text = _inputs(cfg, k=3)
+    out = nnx.eval_shape(lambda m: m(video=video, audio=audio, text=text, training=True,
+                                      rngs=_train_rngs()), model)  # shapes only: no compile
+    vt = 12 if kind == "shared" else 6
+    assert out["video"]["va"].shape == (B, 12) and out["video"]["vt"].shape == (B, vt)
+    assert out["audio"]["va"].shape == (B, 12)
+    assert out["text"]["vt"].shape == (B, 3, vt)
+    assert out["text"]["pooled"].shape == (B, 3, cfg.text.d_model)
+    if kind == "shared":
+        shared_out = model.heads({"video": jnp.ones((2, cfg.video.d_model))}, training=False)
+        assert shared_out["video"]["va"] is shared_out["video"]["vt"]
+    n_bn = len(jax.tree.leaves(nnx.state(model.heads, nnx.BatchStat)))
+    expected = {"fac": 6, "shared": 4, "disjoint": 8}[kind] + (4 if bn_placement == "paper" else 0)
+    assert n_bn == expected
+
+
+def test_batchnorm_stats_update_only_in_training():
+    cfg = model_config("tiny")
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    video, audio, text = _inputs(cfg)
+    before = jax.tree.map(np.array, nnx.state(model, nnx.BatchStat))
+    fwd(model, video, audio, text)
+    jax.tree.map(np.testing.assert_array_equal, before, nnx.state(model, nnx.BatchStat))
+    fwd(model, video, audio, text, training=True, rngs=_train_rngs())
+    after = nnx.state(model, nnx.BatchStat)
+    assert not np.allclose(before["heads"]["video_va"]["layer1"]["bn"]["mean"][...],
+                           after["heads"]["video_va"]["layer1"]["bn"]["mean"][...])
+
+
+# ---------------------------------------------------------------- variants
+
+def _reduced(variant):
+    """Paper widths, 1 layer, small inputs: cheap CPU forward/backward of every variant."""
+    cfg = model_config(variant)
+    for g in (["shared"] if cfg.backbone == "shared" else []) + ["video", "audio", "text"]:
+        cfg[g].num_layers = 1
+    if variant != "tiny":
+        cfg.video.input_size = (4, 32, 16)
+        cfg.audio.input_samples = 512
+        cfg.text.vocab_size = 512
+    return cfg
+
+
+_SLOW = pytest.mark.slow  # paper widths: ~15 s each on 2 idle cores, more under load
+
+
+@pytest.mark.parametrize("variant", ["tiny", "ma_tiny", pytest.param("bbs", marks=_SLOW),
+                                     pytest.param("mbs", marks=_SLOW),
+                                     pytest.param("lbs", marks=_SLOW),
+                                     pytest.param("ma_medium", marks=_SLOW)])
+def test_variant_forward_backward(variant):
+    cfg = _reduced(variant)
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    video, audio, text = _inputs(cfg, batch=2, k=2)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    @jax.jit
+    def loss_and_grad(params, rest, key):
+        # The trainer's functional style: pure function of (state, batch), raw keys as rngs.
+        def loss_fn(params):
+            m = nnx.merge(graphdef, params, rest, copy=True)  # fresh Variables at this trace level
+            rngs = {"dropout": jax.random.fold_in(key, 0), "droptoken": jax.random.fold_in(key, 1)}
+            out = m(video=video, audio=audio, text=text, training=True, rngs=rngs)
+            loss = (jnp.sum(out["video"]["va"] * out["audio"]["va"])
+                    + jnp.sum(out["video"]["vt"][:, None] * out["text"]["vt"]))
+            return loss, nnx.state(m, nnx.BatchStat)
+        return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+    (loss, new_stats), grads = loss_and_grad(params, rest, jax.random.key(0))
+    assert np.isfinite(float(loss))
+    leaves = jax.tree.leaves(grads)
+    assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert jax.tree.leaves(new_stats)
+    d = cfg.shared.d_model if cfg.backbone == "shared" else cfg.video.d_model
+    out = nnx.eval_shape(lambda m: m(video=video, audio=audio, text=text, return_layers=True),
+                         model)
+    assert out["video"]["pooled"].shape == (2, d)
+    d_text = cfg.shared.d_model if cfg.backbone == "shared" else cfg.text.d_model
+    assert len(out["text"]["layers"]) == 1 and out["text"]["layers"][0].shape == (2, 2, d_text)
+
+
+def test_bfloat16_remat_and_params_float32():
+    cfg = model_config("tiny")
+    cfg.dtype, cfg.remat_policy = "bfloat16", "dots_saveable"
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    video, audio, text = _inputs(cfg)
+    grad_fn = nnx.jit(nnx.grad(lambda m, rngs: m(video=video, audio=audio, text=text,
+                                                   training=True, rngs=rngs)["video"]["va"].sum()))
+    grads = grad_fn(model, _train_rngs())
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert fwd(model, video)["video"]["pooled"].dtype == jnp.float32
+
+
+# ---------------------------------------------------------------- frozen embeddings
+
+def test_frozen_embedding_from_npy(tmp_path):
+    cfg = model_config("tiny")
+    matrix = np.random.default_rng(0).normal(size=(cfg.text.vocab_size,
+                                                   cfg.text.embedding_dim)).astype(np.float32)
+    path = tmp_path / "w2v.npy"
+    np.save(path, matrix)
+    cfg.text.embedding_path, cfg.text.freeze_embedding = str(path), True
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    emb = model.text_backbone.tokenizer.embedding
+    assert isinstance(emb, FrozenParam) and not isinstance(emb, nnx.Param)
+    param_paths = [p for p, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+    assert not any("embedding" == str(p[-1]) for p in param_paths)
+    optimizer = nnx.Optimizer(model, optax.sgd(1.0), wrt=nnx.Param)
+    _, _, text = _inputs(cfg)
+    proj_before = np.array(model.text_backbone.tokenizer.embedding_proj.kernel[...])
+
+    def loss_fn(m):
+        return m(text=text)["text"]["vt"].sum()
+
+    @nnx.jit
+    def step(model, optimizer):
+        grads = nnx.grad(loss_fn, argnums=nnx.DiffState(0, nnx.Param))(model)
+        optimizer.update(model, grads)
+
+    step(model, optimizer)
+    np.testing.assert_array_equal(model.text_backbone.tokenizer.embedding[...], matrix)
+    assert not np.allclose(model.text_backbone.tokenizer.embedding_proj.kernel[...], proj_before)
+    # Unfrozen: the same matrix is a trainable Param.
+    cfg.text.freeze_embedding = False
+    model2 = build_model(cfg, rngs=nnx.Rngs(0))
+    assert isinstance(model2.text_backbone.tokenizer.embedding, nnx.Param)
+    with pytest.raises(ValueError, match="embedding_dim"):
+        cfg.text.embedding_dim = 7
+        build_model(cfg, rngs=nnx.Rngs(0))
+
+
+# ---------------------------------------------------------------- classifier and deflation
+
+def test_classifier_and_deflation():
+    cfg = model_config("tiny")
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    clf = Classifier.from_model(model, "video", 5, rngs=nnx.Rngs(1))
+    video, audio, _ = _inputs(cfg)
+    grad_fn = nnx.jit(nnx.value_and_grad(
+        lambda c, rngs: c(video, training=True, rngs=rngs).sum()))
+    _, grads = grad_fn(clf, _train_rngs())
+    assert jnp.any(grads["head"]["kernel"][...] != 0)
+    shared = build_model(model_config("ma_tiny"), rngs=nnx.Rngs(0))
+    clf2 = Classifier.from_model(shared, "audio", 3, rngs=nnx.Rngs(1))
+    assert nnx.jit(lambda c, a: c(a))(clf2, audio).shape == (B, 3)
+    # Deflation: repeated image through the video tokenizer == folded-kernel tokenizer on 1 frame.
+    tok = model.video_backbone.tokenizer
+    images = video[:, 0]
+    repeated = tok(images_to_video(images, tok.patch_size[0]))
+    folded = deflate_video_tokenizer(tok)(images[:, None])
+    np.testing.assert_allclose(repeated, folded, atol=1e-4)
+
+
+# ---------------------------------------------------------------- dry-run sizes
+
+PAPER_BACKBONES = {"small": 20.9e6, "base": 87.9e6, "medium": 155.0e6, "large": 306.1e6}
+PAPER_TOTALS = {"bbs": 197e6, "mbs": 264e6, "lbs": 415e6, "ma_medium": 155e6}
+
+
+def test_param_counts_match_paper_within_2_percent():
+    # The paper's per-size counts are video backbones (voxel projection included).
+    for size, ref in PAPER_BACKBONES.items():
+        cfg = model_config("bbs")
+        from vatt.models.configs import transformer_size
+        cfg.video.update(transformer_size(size))
+        n = param_counts(cfg)["video"]
+        assert abs(n - ref) / ref < 0.02, (size, n, ref)
+    for variant, ref in PAPER_TOTALS.items():
+        counts = param_counts(model_config(variant))
+        assert abs(counts["total"] - ref) / ref < 0.02, (variant, counts, ref)
+        assert counts["text_word_embedding"] == 2**16 * 300
+
+
+def test_summary_tiny():
+    table, report = summarize(model_config("tiny"))
+    assert "video_backbone/encoder/blocks" in table
+    assert report["tokens"] == {"video": 32, "audio": 50, "text": 16}
+    assert report["tokens_kept"] == {"video": 16, "audio": 25}
+    assert report["params"]["total"] == param_counts(model_config("tiny"))["total"]
+    assert report["gflops_per_clip"] >= 0 and forward_gflops(model_config("tiny")) > 0
+
+
+@pytest.mark.slow
+def test_mbs_gflops_match_paper():
+    gflops = forward_gflops(model_config("mbs"))
+    assert abs(gflops - 375.4) / 375.4 < 0.10, gflops

@@ -1,0 +1,25 @@
+"""VATT models (Flax NNX): tokenizers, DropToken, transformers, common-space heads, classifier.
+
+Public API:
+  build_model(model_config, rngs=nnx.Rngs(params=...)) -> VATT
+  model_config(variant) -> ConfigDict   (vatt.models.configs)
+  Classifier(backbone, num_classes, ...), Classifier.from_model(model, modality, num_classes, ...)
+  summarize(model_config, batch_size=1) -> (table, report)   (vatt.models.summary)
+  FrozenParam: the variable type of frozen (user-supplied) word embeddings.
+"""
+
+from vatt.models.backbone import ModalityBackbone
+from vatt.models.classifier import Classifier
+from vatt.models.configs import model_config
+from vatt.models.deflation import deflate_video_tokenizer, fold_temporal_kernel, images_to_video
+from vatt.models.droptoken import drop_tokens, num_kept
+from vatt.models.heads import CommonSpaceHeads
+from vatt.models.tokenizers import FrozenParam
+from vatt.models.transformer import Encoder
+from vatt.models.vatt_model import MODALITIES, VATT, build_model
+
+__all__ = [
+    "MODALITIES", "VATT", "Classifier", "CommonSpaceHeads", "Encoder", "FrozenParam",
+    "ModalityBackbone", "build_model", "deflate_video_tokenizer", "drop_tokens",
+    "fold_temporal_kernel", "images_to_video", "model_config", "num_kept",
+]

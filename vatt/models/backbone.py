@@ -1,0 +1,101 @@
+"""A modality backbone = tokenizer (+ positions, AGG token) followed by a transformer encoder.
+
+Forward: tokens (+pos) -> dropout -> DropToken (video/audio, training only) -> prepend AGG
+(no position) -> pre-LN encoder -> final LN; the AGG output is the clip embedding ("pooled").
+For the modality-agnostic variant the same ``Encoder`` object is used by every modality's
+``ModalityBackbone`` (``VATT.backbone(modality)`` builds that view).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Union
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.errors import TraceContextError
+
+from vatt.models.droptoken import drop_tokens
+from vatt.models.tokenizers import AudioTokenizer, TextTokenizer, VideoTokenizer
+from vatt.models.transformer import Encoder
+
+
+RngsLike = Union[nnx.Rngs, Mapping[str, jax.Array], None]
+
+
+def stream_key(rngs: RngsLike, name: str, training: bool) -> jax.Array | None:
+    """A key for stream `name` ('dropout' | 'droptoken') when training, else None.
+
+    rngs: an nnx.Rngs (its stream is advanced, falling back to 'default'), or a mapping
+    {name: key} of raw PRNG keys (used as given; handy inside a functional jax.grad step).
+    """
+    if not training:
+        return None
+    if rngs is None:
+        raise ValueError(f"training=True needs rngs with a {name!r} stream at call time, e.g. "
+                         f"model(..., training=True, rngs=nnx.Rngs(dropout=k1, droptoken=k2)).")
+    if isinstance(rngs, Mapping):
+        return rngs[name]
+    try:
+        return rngs[name]() if name in rngs else rngs.default()
+    except TraceContextError as e:
+        raise ValueError(
+            "The nnx.Rngs passed to the model was created outside the current transform (e.g. "
+            "captured by a function given to jax.grad) and cannot be advanced there. Create the "
+            "nnx.Rngs inside that function, pass it as an argument of the nnx transform, or pass "
+            "rngs={'dropout': key1, 'droptoken': key2} (raw keys).") from e
+
+
+def fold_rngs(rngs: RngsLike, data: int) -> RngsLike:
+    """Mapping of raw keys -> the same mapping with every key folded with `data` (so each
+    modality draws different randomness); nnx.Rngs and None are returned unchanged."""
+    if isinstance(rngs, Mapping):
+        return {k: jax.random.fold_in(v, data) for k, v in rngs.items()}
+    return rngs
+
+
+class ModalityBackbone(nnx.Module):
+    """Tokenizer + encoder of one modality.
+
+    Call: x (video [B,T,H,W,3] | audio [B,S] | text ids [B,L]) ->
+      {"pooled": [B, D] float32 (AGG output after the final LN),
+       "layers": list of [B, D] (AGG output of every block; only if return_layers)}.
+    """
+
+    def __init__(self, tokenizer: VideoTokenizer | AudioTokenizer | TextTokenizer,
+                 encoder: Encoder, *, droptoken_keep: float = 1.0,
+                 droptoken_mode: str = "batch", dropout_rate: float = 0.1):
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        self.droptoken_keep = float(droptoken_keep)
+        self.droptoken_mode = droptoken_mode
+        self.embed_dropout = nnx.Dropout(dropout_rate)
+
+    def __call__(self, x: jax.Array, *, training: bool = False, rngs: RngsLike = None,
+                 return_layers: bool = False, droptoken: bool = True) -> dict[str, Any]:
+        """droptoken=False disables DropToken even when training (fine-tuning)."""
+        dropout_key = stream_key(rngs, "dropout", training)
+        mask = None
+        if isinstance(self.tokenizer, TextTokenizer):
+            tokens, mask = self.tokenizer(x)
+        else:
+            tokens = self.tokenizer(x)
+        k_embed = k_enc = None
+        if dropout_key is not None:
+            k_embed, k_enc = jax.random.split(dropout_key)
+        tokens = self.embed_dropout(tokens, deterministic=not training, rngs=k_embed)
+        # DropToken never on text (it carries the pad mask), never at evaluation.
+        if training and droptoken and mask is None and self.droptoken_keep < 1.0:
+            tokens = drop_tokens(tokens, self.droptoken_keep, stream_key(rngs, "droptoken", True),
+                                 self.droptoken_mode)
+        b = tokens.shape[0]
+        agg = jnp.broadcast_to(self.tokenizer.agg_token[...].astype(tokens.dtype),
+                               (b, 1, tokens.shape[-1]))
+        tokens = jnp.concatenate([agg, tokens], axis=1)
+        if mask is not None:
+            mask = jnp.concatenate([jnp.ones((b, 1), bool), mask], axis=1)
+        y, outs = self.encoder(tokens, mask, k_enc, return_all=return_layers)
+        out: dict[str, Any] = {"pooled": y[:, 0].astype(jnp.float32)}
+        if return_layers:
+            out["layers"] = [o[:, 0].astype(jnp.float32) for o in outs]
+        return out

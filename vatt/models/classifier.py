@@ -1,0 +1,53 @@
+"""Classification head for fine-tuning / linear probing: dropout(pooled AGG) -> Linear.
+
+``Classifier`` owns a ModalityBackbone (e.g. ``model.video_backbone`` of a pretrained VATT, or
+``model.backbone("audio")`` for VATT-MA) and a ``head`` Linear. Parameter paths:
+``backbone/{tokenizer,encoder}/...`` and ``head/{kernel,bias}``, so a pretrained backbone state can
+be loaded into ``classifier.backbone``. DropToken is off by default (paper fine-tuning uses none).
+For a linear probe, train only ``head`` (e.g. ``nnx.Optimizer(clf, tx, wrt=nnx.All(nnx.Param,
+nnx.PathContains('head')))``) or feed frozen pooled features to a plain nnx.Linear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from flax import nnx
+
+from vatt.models.backbone import ModalityBackbone, RngsLike, fold_rngs, stream_key
+
+
+class Classifier(nnx.Module):
+    """x (the backbone's input) -> logits [B, num_classes] (float32)."""
+
+    def __init__(self, backbone: ModalityBackbone, num_classes: int, *, dropout_rate: float = 0.1,
+                 use_droptoken: bool = False, rngs: nnx.Rngs):
+        self.backbone = backbone
+        self.use_droptoken = use_droptoken
+        d_model = backbone.encoder.d_model
+        self.dropout = nnx.Dropout(dropout_rate)
+        # Zero-initialised head: fine-tuning starts from the pretrained features' logits = 0.
+        self.head = nnx.Linear(d_model, num_classes, kernel_init=nnx.initializers.zeros_init(),
+                               rngs=rngs)
+
+    @classmethod
+    def from_model(cls, model: Any, modality: str, num_classes: int, *,
+                   dropout_rate: float = 0.1, use_droptoken: bool = False,
+                   rngs: nnx.Rngs) -> "Classifier":
+        """Classifier over `modality`'s backbone of a VATT model (shares its parameters)."""
+        return cls(model.backbone(modality), num_classes, dropout_rate=dropout_rate,
+                   use_droptoken=use_droptoken, rngs=rngs)
+
+    def features(self, x: jax.Array, *, training: bool = False,
+                 rngs: RngsLike = None) -> jax.Array:
+        """Pooled AGG features [B, D] (float32)."""
+        return self.backbone(x, training=training, rngs=rngs,
+                             droptoken=self.use_droptoken)["pooled"]
+
+    def __call__(self, x: jax.Array, *, training: bool = False,
+                 rngs: RngsLike = None) -> jax.Array:
+        pooled = self.features(x, training=training, rngs=rngs)
+        key = stream_key(fold_rngs(rngs, 7), "dropout", training)
+        pooled = self.dropout(pooled, deterministic=not training, rngs=key)
+        return self.head(pooled)

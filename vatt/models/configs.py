@@ -1,0 +1,126 @@
+"""Model configuration helpers: ``model_config(variant)`` returns the ``config.model`` ConfigDict.
+
+Key layout (shared with the trainer, see SPEC.md)::
+
+  backbone: "modality_specific" | "shared"
+  video: num_layers, d_model, mlp_dim, num_heads, patch_size (t, h, w), input_size (T, H, W),
+         droptoken_keep
+  audio: num_layers, d_model, mlp_dim, num_heads, patch_size (samples), input_samples,
+         droptoken_keep
+  text:  num_layers, d_model, mlp_dim, num_heads, vocab_size, max_len, embedding_dim,
+         embedding_path ('' = learned), freeze_embedding
+  shared (backbone == "shared" only): num_layers, d_model, mlp_dim, num_heads
+  head:  kind "fac"|"shared"|"disjoint", va_dim, vt_dim, bn_placement "official"|"paper",
+         bn_momentum, bn_eps
+  dropout_rate, dtype, attention_impl, remat_policy, droptoken_mode
+
+For the shared (modality-agnostic) backbone the per-modality ``num_layers/mlp_dim/num_heads`` are
+ignored and ``d_model`` of every modality must equal ``shared.d_model`` (the tokenizers project to
+the shared width).
+
+Paper variants (VATT, Akbari et al. 2021): BBS (video Base, audio Base, text Small), MBS (Medium,
+Base, Small), LBS (Large, Base, Small), MA-Medium (one shared Medium transformer). Inputs: video
+32x224x224 with 4x16x16 voxels (1568 tokens), audio 153600 samples (3.2 s at 48 kHz) with 128-sample
+segments (1200 tokens), text vocabulary 2^16, 16 words, DropToken keep 0.5 on video and audio.
+
+Tiny (CPU) variant: widths 32/64 and 1 layer on 8x32x32 video and 3200 audio samples, for tests and
+laptop runs. Build any other small model by overriding numbers::
+
+  cfg = model_config("tiny"); cfg.video.num_layers = 2; cfg.video.input_size = (4, 32, 32)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+# (num_layers, d_model, mlp_dim, num_heads) of the paper's transformer sizes.
+SIZES: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (1, 32, 64, 2),
+    "small": (6, 512, 2048, 8),
+    "base": (12, 768, 3072, 12),
+    "medium": (12, 1024, 4096, 16),
+    "large": (24, 1024, 4096, 16),
+}
+
+# Variant name -> (video size, audio size, text size) for the modality-specific backbones.
+MODALITY_SPECIFIC_VARIANTS: dict[str, tuple[str, str, str]] = {
+    "tiny": ("tiny", "tiny", "tiny"),
+    "bbs": ("base", "base", "small"),
+    "mbs": ("medium", "base", "small"),
+    "lbs": ("large", "base", "small"),
+}
+SHARED_VARIANTS: dict[str, str] = {"ma_medium": "medium", "ma_tiny": "tiny"}
+VARIANTS: tuple[str, ...] = tuple(MODALITY_SPECIFIC_VARIANTS) + tuple(SHARED_VARIANTS)
+
+
+def transformer_size(size: str) -> dict[str, int]:
+    """Returns {num_layers, d_model, mlp_dim, num_heads} of a named size (tiny/small/base/...)."""
+    if size not in SIZES:
+        raise ValueError(f"Unknown transformer size {size!r}; choose one of {sorted(SIZES)}.")
+    num_layers, d_model, mlp_dim, num_heads = SIZES[size]
+    return dict(num_layers=num_layers, d_model=d_model, mlp_dim=mlp_dim, num_heads=num_heads)
+
+
+def _modality(size: str, **extra: Any) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict({**transformer_size(size), **extra})
+
+
+def model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
+    """Returns the ``config.model`` ConfigDict of a named variant.
+
+    Args:
+      variant: "tiny", "bbs", "mbs", "lbs", "ma_medium" (paper shapes) or "ma_tiny" (CPU shared).
+
+    Returns:
+      ConfigDict with the key layout of the module docstring; every number may be overridden.
+    """
+    variant = variant.lower().replace("-", "_")
+    tiny = variant in ("tiny", "ma_tiny")
+    if variant in MODALITY_SPECIFIC_VARIANTS:
+        v_size, a_size, t_size = MODALITY_SPECIFIC_VARIANTS[variant]
+        backbone = "modality_specific"
+    elif variant in SHARED_VARIANTS:
+        v_size = a_size = t_size = SHARED_VARIANTS[variant]
+        backbone = "shared"
+    else:
+        raise ValueError(f"Unknown model variant {variant!r}; choose one of {list(VARIANTS)}.")
+
+    cfg = ml_collections.ConfigDict()
+    cfg.variant = variant
+    cfg.backbone = backbone
+    cfg.video = _modality(
+        v_size,
+        patch_size=(4, 16, 16) if not tiny else (4, 8, 8),
+        input_size=(32, 224, 224) if not tiny else (8, 32, 32),
+        droptoken_keep=0.5,
+    )
+    cfg.audio = _modality(
+        a_size,
+        patch_size=128 if not tiny else 64,
+        input_samples=153_600 if not tiny else 3_200,
+        droptoken_keep=0.5,
+    )
+    cfg.text = _modality(
+        t_size,
+        vocab_size=2**16 if not tiny else 1024,
+        max_len=16,
+        # 300 = word2vec width of the official code; the embedding is followed by a learned
+        # projection to d_model either way.
+        embedding_dim=300 if not tiny else 16,
+        embedding_path="",
+        freeze_embedding=True,
+    )
+    if backbone == "shared":
+        cfg.shared = ml_collections.ConfigDict(transformer_size(v_size))
+    cfg.head = ml_collections.ConfigDict(
+        dict(kind="fac", va_dim=512 if not tiny else 32, vt_dim=256 if not tiny else 16,
+             bn_placement="official", bn_momentum=0.9, bn_eps=1e-5)
+    )
+    cfg.dropout_rate = 0.1
+    cfg.dtype = "float32"
+    cfg.attention_impl = "xla"
+    cfg.remat_policy = "none"
+    cfg.droptoken_mode = "batch"
+    return cfg

@@ -1,0 +1,164 @@
+"""Raw-signal tokenizers with learned positions and the AGG token.
+
+Every tokenizer maps a raw input to position-encoded tokens [B, N, D] (dropout not yet applied)
+and owns its modality's AGG token ``agg_token`` [D]. The AGG token is prepended by the backbone
+AFTER position encoding and DropToken, so it carries no position.
+
+- VideoTokenizer: video [B, T, H, W, 3] -> voxels t x h x w (einops reshape) -> Linear(t*h*w*3, D)
+  (equivalent to a 3D conv with kernel = stride). Positions: learned factorised temporal [Tp, D],
+  vertical [Hp, D] and horizontal [Wp, D] tables, broadcast-summed, LayerNorm'd (official code),
+  added. 32x224x224 with 4x16x16 voxels -> 8x14x14 = 1568 tokens.
+- AudioTokenizer: waveform [B, S] -> segments of P samples -> Linear(P, D); one learned temporal
+  table [S/P, D], LayerNorm'd as for video, added. 153600 / 128 = 1200 tokens.
+- TextTokenizer: ids [B, L] (pad id 0) -> word embedding [V, E] (learned nnx.Param, or a user
+  matrix from .npy, frozen as ``FrozenParam`` when ``freeze_embedding``) -> Linear(E, D) -> + learned
+  absolute positions [max_len, D]. Returns the pad mask too.
+
+Position tables are stored at the config's input size and linearly interpolated when the input
+grid differs (e.g. 320 px fine-tuning: 8x20x20); at the stored size the table is returned as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import einops
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+_POS_INIT = nnx.initializers.normal(stddev=0.02)
+
+
+class FrozenParam(nnx.Variable):
+    """A weight that is used but never trained (e.g. user word2vec embeddings with freeze=True).
+
+    Not an ``nnx.Param``: ``nnx.split(model, nnx.Param, ...)`` and ``nnx.Optimizer(model, tx,
+    wrt=nnx.Param)`` leave it out, so gradients and updates never touch it.
+    """
+
+
+def interpolate_table(table: jax.Array, length: int) -> jax.Array:
+    """Linearly resizes a position table [n, D] to [length, D]; exact identity when n == length."""
+    if table.shape[0] == length:
+        return table
+    return jax.image.resize(table, (length, table.shape[1]), method="linear")
+
+
+class VideoTokenizer(nnx.Module):
+    """video [B, T, H, W, 3] -> tokens [B, (T/t)(H/h)(W/w), D] with positions added."""
+
+    def __init__(self, d_model: int, patch_size: Sequence[int], input_size: Sequence[int], *,
+                 dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.input_size = tuple(int(s) for s in input_size)
+        t, h, w = self.patch_size
+        grid = [s // p for s, p in zip(self.input_size, self.patch_size)]
+        if any(s % p for s, p in zip(self.input_size, self.patch_size)):
+            raise ValueError(f"video input_size {self.input_size} not divisible by patch_size "
+                             f"{self.patch_size}.")
+        self.dtype = dtype
+        self.voxel_proj = nnx.Linear(t * h * w * 3, d_model, dtype=dtype, rngs=rngs)
+        self.temporal_pos = nnx.Param(_POS_INIT(rngs.params(), (grid[0], d_model)))
+        self.vertical_pos = nnx.Param(_POS_INIT(rngs.params(), (grid[1], d_model)))
+        self.horizontal_pos = nnx.Param(_POS_INIT(rngs.params(), (grid[2], d_model)))
+        self.pos_ln = nnx.LayerNorm(d_model, epsilon=1e-6, rngs=rngs)
+        self.agg_token = nnx.Param(_POS_INIT(rngs.params(), (d_model,)))
+
+    def grid(self, video_shape: Sequence[int]) -> tuple[int, int, int]:
+        """Token grid (T/t, H/h, W/w) of a video of shape [B, T, H, W, 3]."""
+        return tuple(s // p for s, p in zip(video_shape[1:4], self.patch_size))  # type: ignore
+
+    def position_embedding(self, grid: Sequence[int]) -> jax.Array:
+        """Summed + LayerNorm'd factorised position embedding [gt*gh*gw, D] for a token grid."""
+        gt, gh, gw = grid
+        tp = interpolate_table(self.temporal_pos[...], gt)
+        vp = interpolate_table(self.vertical_pos[...], gh)
+        hp = interpolate_table(self.horizontal_pos[...], gw)
+        pos = tp[:, None, None, :] + vp[None, :, None, :] + hp[None, None, :, :]
+        return self.pos_ln(pos.reshape(gt * gh * gw, -1))
+
+    def __call__(self, video: jax.Array) -> jax.Array:
+        t, h, w = self.patch_size
+        if any(s % p for s, p in zip(video.shape[1:4], self.patch_size)):
+            raise ValueError(f"video shape {video.shape} not divisible by patch {self.patch_size}.")
+        # Voxel order (t, h, w, c) matches a Conv3D kernel [t, h, w, c, D] flattened.
+        voxels = einops.rearrange(video.astype(self.dtype),
+                                  "b (gt t) (gh h) (gw w) c -> b (gt gh gw) (t h w c)",
+                                  t=t, h=h, w=w)
+        tokens = self.voxel_proj(voxels)
+        return tokens + self.position_embedding(self.grid(video.shape)).astype(tokens.dtype)
+
+
+class AudioTokenizer(nnx.Module):
+    """waveform [B, S] -> tokens [B, S/P, D] with positions added."""
+
+    def __init__(self, d_model: int, patch_size: int, input_samples: int, *,
+                 dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        if input_samples % patch_size:
+            raise ValueError(f"audio input_samples {input_samples} not divisible by patch_size "
+                             f"{patch_size}.")
+        self.patch_size = int(patch_size)
+        self.input_samples = int(input_samples)
+        self.dtype = dtype
+        self.segment_proj = nnx.Linear(self.patch_size, d_model, dtype=dtype, rngs=rngs)
+        self.temporal_pos = nnx.Param(
+            _POS_INIT(rngs.params(), (input_samples // patch_size, d_model)))
+        self.pos_ln = nnx.LayerNorm(d_model, epsilon=1e-6, rngs=rngs)
+        self.agg_token = nnx.Param(_POS_INIT(rngs.params(), (d_model,)))
+
+    def position_embedding(self, num_tokens: int) -> jax.Array:
+        """LayerNorm'd temporal position embedding [num_tokens, D]."""
+        return self.pos_ln(interpolate_table(self.temporal_pos[...], num_tokens))
+
+    def __call__(self, audio: jax.Array) -> jax.Array:
+        if audio.shape[-1] % self.patch_size:
+            raise ValueError(f"audio length {audio.shape[-1]} not divisible by {self.patch_size}.")
+        segments = einops.rearrange(audio.astype(self.dtype), "b (n p) -> b n p", p=self.patch_size)
+        tokens = self.segment_proj(segments)
+        return tokens + self.position_embedding(tokens.shape[1]).astype(tokens.dtype)
+
+
+def load_embedding_matrix(path: str, vocab_size: int, embedding_dim: int) -> np.ndarray:
+    """Loads a [vocab_size, embedding_dim] float matrix from .npy (no pickle)."""
+    matrix = np.load(path, allow_pickle=False)
+    if matrix.shape != (vocab_size, embedding_dim):
+        raise ValueError(
+            f"model.text.embedding_path={path!r} holds shape {matrix.shape}; expected "
+            f"(vocab_size, embedding_dim) = ({vocab_size}, {embedding_dim}). Set "
+            "model.text.vocab_size / model.text.embedding_dim to match the file.")
+    return matrix.astype(np.float32)
+
+
+class TextTokenizer(nnx.Module):
+    """ids [B, L] int (pad 0) -> (tokens [B, L, D], mask [B, L] bool: True = real word)."""
+
+    def __init__(self, d_model: int, vocab_size: int, max_len: int, embedding_dim: int, *,
+                 embedding_path: str = "", freeze_embedding: bool = True,
+                 dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        self.max_len = int(max_len)
+        self.dtype = dtype
+        if embedding_path:
+            matrix = jnp.asarray(load_embedding_matrix(embedding_path, vocab_size, embedding_dim))
+            # Official VATT freezes its word2vec table: FrozenParam keeps it out of the optimizer.
+            self.embedding = FrozenParam(matrix) if freeze_embedding else nnx.Param(matrix)
+        else:
+            self.embedding = nnx.Param(
+                nnx.initializers.normal(stddev=1.0)(rngs.params(), (vocab_size, embedding_dim)))
+        self.embedding_proj = nnx.Linear(embedding_dim, d_model, dtype=dtype, rngs=rngs)
+        self.pos = nnx.Param(_POS_INIT(rngs.params(), (max_len, d_model)))
+        self.agg_token = nnx.Param(_POS_INIT(rngs.params(), (d_model,)))
+
+    def __call__(self, ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+        length = ids.shape[-1]
+        if length > self.max_len:
+            raise ValueError(f"text length {length} > model.text.max_len {self.max_len}.")
+        table = self.embedding[...]
+        if isinstance(self.embedding, FrozenParam):
+            table = jax.lax.stop_gradient(table)
+        words = jnp.take(table, ids, axis=0).astype(self.dtype)
+        tokens = self.embedding_proj(words)
+        # Absolute positions: shorter captions use the first `length` rows.
+        tokens = tokens + self.pos[...][:length].astype(tokens.dtype)
+        return tokens, ids != 0

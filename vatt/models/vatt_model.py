@@ -1,0 +1,142 @@
+"""The VATT model: modality backbones (or one shared backbone) plus common-space heads.
+
+Attribute (= checkpoint path) layout:
+  modality_specific: video_backbone, audio_backbone, text_backbone (each a ModalityBackbone with
+    .tokenizer and .encoder), heads.
+  shared (VATT-MA): video_tokenizer, audio_tokenizer, text_tokenizer (modality-specific
+    tokenizers, input projections, positions and AGG tokens), shared_backbone (one Encoder), heads.
+``VATT.backbone(modality)`` returns a ModalityBackbone for either layout (for the shared layout a
+view over the modality's tokenizer and the shared encoder), e.g. to fine-tune one modality.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from vatt.models.backbone import ModalityBackbone, RngsLike, fold_rngs
+from vatt.models.heads import CommonSpaceHeads
+from vatt.models.tokenizers import AudioTokenizer, TextTokenizer, VideoTokenizer
+from vatt.models.transformer import Encoder
+
+MODALITIES = ("video", "audio", "text")
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def compute_dtype(name: str) -> Any:
+    """'float32' | 'bfloat16' | 'float16' -> jnp dtype."""
+    if name not in _DTYPES:
+        raise ValueError(f"model.dtype={name!r}; choose one of {sorted(_DTYPES)}.")
+    return _DTYPES[name]
+
+
+def _make_tokenizer(modality: str, cfg: ml_collections.ConfigDict, d_model: int, dtype: Any,
+                    rngs: nnx.Rngs) -> VideoTokenizer | AudioTokenizer | TextTokenizer:
+    if modality == "video":
+        m = cfg.video
+        return VideoTokenizer(d_model, m.patch_size, m.input_size, dtype=dtype, rngs=rngs)
+    if modality == "audio":
+        m = cfg.audio
+        return AudioTokenizer(d_model, m.patch_size, m.input_samples, dtype=dtype, rngs=rngs)
+    m = cfg.text
+    return TextTokenizer(d_model, m.vocab_size, m.max_len, m.embedding_dim,
+                         embedding_path=m.get("embedding_path", ""),
+                         freeze_embedding=m.get("freeze_embedding", True), dtype=dtype, rngs=rngs)
+
+
+def _make_encoder(size: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, dtype: Any,
+                  rngs: nnx.Rngs) -> Encoder:
+    return Encoder(size.num_layers, size.d_model, size.mlp_dim, size.num_heads, dtype=dtype,
+                   dropout_rate=cfg.dropout_rate, attention_impl=cfg.attention_impl,
+                   remat_policy=cfg.remat_policy, rngs=rngs)
+
+
+class VATT(nnx.Module):
+    """Video-Audio-Text transformer with MMV common-space heads.
+
+    Call: model(video=[B,T,H,W,3] | None, audio=[B,S] | None, text=int [B,K,L] or [B,L] | None,
+                training=bool, rngs=nnx.Rngs(dropout=..., droptoken=...) | {"dropout": key,
+                "droptoken": key} | None (needed only when training),
+                return_layers=False) ->
+      {"video": {"pooled": [B,Dv], "va": [B,va], "vt": [B,vt]},
+       "audio": {"pooled": [B,Da], "va": [B,va]},
+       "text":  {"pooled": [B,K,Dt], "vt": [B,K,vt]}}   (K absent for [B,L] text)
+      plus "layers": list of per-block AGG outputs ([B,d] / [B,K,d]) with return_layers=True.
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+        cfg = config
+        self.kind = cfg.backbone
+        dtype = compute_dtype(cfg.dtype)
+        self.droptoken_keep = {"video": float(cfg.video.droptoken_keep),
+                               "audio": float(cfg.audio.droptoken_keep), "text": 1.0}
+        self.droptoken_mode = cfg.droptoken_mode
+        self.dropout_rate = float(cfg.dropout_rate)
+        if cfg.backbone == "modality_specific":
+            for m in MODALITIES:
+                mc = cfg[m]
+                backbone = ModalityBackbone(
+                    _make_tokenizer(m, cfg, mc.d_model, dtype, rngs),
+                    _make_encoder(mc, cfg, dtype, rngs),
+                    droptoken_keep=self.droptoken_keep[m], droptoken_mode=cfg.droptoken_mode,
+                    dropout_rate=cfg.dropout_rate)
+                setattr(self, f"{m}_backbone", backbone)
+            dims = [cfg[m].d_model for m in MODALITIES]
+        elif cfg.backbone == "shared":
+            d = cfg.shared.d_model
+            for m in MODALITIES:
+                setattr(self, f"{m}_tokenizer", _make_tokenizer(m, cfg, d, dtype, rngs))
+            self.shared_backbone = _make_encoder(cfg.shared, cfg, dtype, rngs)
+            dims = [d, d, d]
+        else:
+            raise ValueError(f"model.backbone={cfg.backbone!r}; choose 'modality_specific' or "
+                             "'shared'.")
+        h = cfg.head
+        self.heads = CommonSpaceHeads(*dims, kind=h.kind, va_dim=h.va_dim, vt_dim=h.vt_dim,
+                                      bn_placement=h.bn_placement, bn_momentum=h.bn_momentum,
+                                      bn_eps=h.bn_eps, rngs=rngs)
+
+    def backbone(self, modality: str) -> ModalityBackbone:
+        """The ModalityBackbone of `modality` (a view over the shared encoder for VATT-MA)."""
+        if modality not in MODALITIES:
+            raise ValueError(f"Unknown modality {modality!r}; choose one of {MODALITIES}.")
+        if self.kind == "modality_specific":
+            return getattr(self, f"{modality}_backbone")
+        return ModalityBackbone(getattr(self, f"{modality}_tokenizer"), self.shared_backbone,
+                                droptoken_keep=self.droptoken_keep[modality],
+                                droptoken_mode=self.droptoken_mode, dropout_rate=self.dropout_rate)
+
+    def encode(self, modality: str, x: jax.Array, *, training: bool = False,
+               rngs: RngsLike = None, return_layers: bool = False) -> dict[str, Any]:
+        """Backbone only. Text [B,K,L] is folded to [B*K,L] and unfolded: pooled [B,K,D]."""
+        lead = None
+        if modality == "text" and x.ndim == 3:
+            lead = x.shape[:2]
+            x = x.reshape(-1, x.shape[-1])
+        rngs = fold_rngs(rngs, MODALITIES.index(modality))
+        out = self.backbone(modality)(x, training=training, rngs=rngs,
+                                      return_layers=return_layers)
+        if lead is not None:
+            out = jax.tree.map(lambda a: a.reshape(*lead, a.shape[-1]), out)
+        return out
+
+    def __call__(self, video: jax.Array | None = None, audio: jax.Array | None = None,
+                 text: jax.Array | None = None, *, training: bool = False,
+                 rngs: RngsLike = None,
+                 return_layers: bool = False) -> dict[str, dict[str, Any]]:
+        inputs = {"video": video, "audio": audio, "text": text}
+        out = {m: self.encode(m, x, training=training, rngs=rngs, return_layers=return_layers)
+               for m, x in inputs.items() if x is not None}
+        spaces = self.heads({m: o["pooled"] for m, o in out.items()}, training=training)
+        for m, emb in spaces.items():
+            out[m].update(emb)
+        return out
+
+
+def build_model(model_config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> VATT:
+    """Builds the VATT model of ``config.model`` (see vatt.models.configs). rngs needs 'params'."""
+    return VATT(model_config, rngs=rngs)
