@@ -29,7 +29,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     """Raises ConfigError for the first invalid value found."""
     for key in REQUIRED_KEYS:
         _require(key in config, f"config.{key} is missing: every config needs {', '.join(REQUIRED_KEYS)}")
-    _require(config.total_steps >= 1, f"config.total_steps={config.total_steps} must be >= 1")
+    evaluate_only = config.task in ("linear_probe", "zeroshot")
+    _require(config.total_steps >= (0 if evaluate_only else 1),
+             f"config.total_steps={config.total_steps} must be >= 1"
+             + (" (0 for evaluate-only tasks)" if evaluate_only else ""))
     _require(config.log_every_steps >= 1,
              f"config.log_every_steps={config.log_every_steps} must be >= 1")
     _require(config.eval_every_steps >= 0,

@@ -10,4 +10,11 @@ def get_task(config: ml_collections.ConfigDict):
     if config.task == "pretrain":
         from vatt.tasks.pretrain import PretrainTask
         return PretrainTask(config)
-    raise ValueError(f"task={config.task!r} is not known; use 'pretrain'")
+    if config.task == "finetune":
+        from vatt.tasks.finetune import FinetuneTask
+        return FinetuneTask(config)
+    if config.task in ("linear_probe", "zeroshot"):
+        from vatt.tasks.linear_probe import EvaluateTask
+        return EvaluateTask(config)
+    raise ValueError(f"task={config.task!r} is not known; use 'pretrain', 'finetune', "
+                     "'linear_probe' or 'zeroshot'")

@@ -194,5 +194,11 @@ class PretrainTask:
         return params, rest
 
     def evaluators(self) -> list[Any]:
-        evaluators = [SyntheticZeroShotEvaluator(self.world, self.config.eval)] if self.synthetic else []
-        return evaluators
+        """The built-in synthetic zero-shot evaluator plus those of `config.evals` (cached so
+        their compiled functions are reused across evaluations)."""
+        if not hasattr(self, "_evaluators"):
+            from vatt.evaluation.registry import build_evaluators
+            builtin = ([SyntheticZeroShotEvaluator(self.world, self.config.eval)]
+                       if self.synthetic else [])
+            self._evaluators = builtin + build_evaluators(self.config)
+        return self._evaluators

@@ -1,0 +1,68 @@
+"""Linear probe of frozen pooled features: configs/linear_probe.py:<dataset>[,<variant>].
+
+  ucf101 / hmdb51  video backbone; the 3 official splits (built ucf101_local/default,
+                   hmdb51/default); training features from one clip, test features from 4 windows
+                   averaged; accuracy averaged over the splits.
+  esc50            audio backbone; 5-fold cross-validation, test windows averaged.
+  synthetic        video backbone on the synthetic world (labels direction x speed).
+Classifiers: multinomial logistic regression and the low-rank linear classifier (W = U V),
+fitted full batch in JAX (vatt.evaluation.linear_probe). Nothing is trained: the task only loads
+the model (--config.init_from=<pretraining workdir>; omit it for the random-init baseline) and
+runs the probe once. The same probe runs during pretraining from an `evals` entry.
+
+  python -m vatt.main --config=configs/linear_probe.py:synthetic --workdir=/tmp/lp \
+      --config.init_from=/tmp/pretrain_tiny
+
+Metrics: linear_probe/top1 (primary classifier, mean over splits), linear_probe/<clf>/top1,
+linear_probe/<split>/<clf>/top1.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+_spec = importlib.util.spec_from_file_location(
+    "vatt_configs_downstream", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_downstream.py"))
+D = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(D)
+
+
+def probe_entry(dataset: str) -> ml_collections.ConfigDict:
+    """The `evals` entry of a probe (also usable in a pretraining config's `evals`)."""
+    from vatt.evaluation.linear_probe import default_probe_config
+    e = default_probe_config()
+    e.kind, e.dataset = "linear_probe", dataset
+    if dataset == "synthetic":
+        e.update({"label_factors": ("direction", "speed"), "num_train": 2048, "num_test": 512,
+                  "batch_size": 64, "modality": "video"})
+    elif dataset in ("ucf101", "hmdb51"):
+        name = {"ucf101": "ucf101_local/default", "hmdb51": "hmdb51/default"}[dataset]
+        e.data = D.real_data(name, "train1", "video,label")
+        e.splits = tuple((f"split{s}", f"train{s}", f"test{s}") for s in (1, 2, 3))
+        e.update({"num_classes": 101 if dataset == "ucf101" else 51, "train_num_clips": 1,
+                  "test_num_clips": 4, "batch_size": 64, "modality": "video"})
+    elif dataset == "esc50":
+        e.data = D.real_data("esc50/default", "fold1", "audio,label")
+        folds = range(1, 6)
+        e.splits = tuple((f"fold{k}", "+".join(f"fold{j}" for j in folds if j != k), f"fold{k}")
+                         for k in folds)
+        e.update({"num_classes": 50, "train_num_clips": 1, "test_num_clips": 3, "batch_size": 64,
+                  "modality": "audio"})
+    else:
+        raise ValueError(f"configs/linear_probe.py:{dataset}: use ucf101, hmdb51, esc50 or synthetic")
+    return e
+
+
+def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
+    config, dataset, variant = D.base("linear_probe", arg, "mbs")
+    config.evals = ml_collections.ConfigDict({f"linear_probe_{dataset}": probe_entry(dataset)})
+    if dataset == "synthetic":
+        config.data = D.synthetic_data(variant)
+    # Evaluate only: one no-op step (see vatt.tasks.linear_probe), then the probe.
+    config.total_steps = 1
+    config.batch_size = 8
+    config.log_every_steps = 1
+    config.optimizer = ml_collections.ConfigDict({
+        "name": "sgd", "learning_rate": 1e-9, "end_learning_rate": 0.0, "warmup_steps": 0})
+    return config
