@@ -5,7 +5,9 @@ from setuptools import find_packages, setup
 # TensorFlow is used only inside the data layer (tf.data / tfds). The CPU build is
 # enough and much smaller; it exists for x86-64 Linux and Windows only, so other
 # platforms (macOS, aarch64) get the regular wheel.
-_TF_CPU_PLATFORMS = "(platform_system == 'Linux' or platform_system == 'Windows') and platform_machine in 'x86_64 AMD64'"
+# PEP 508 markers have no `not`, so the two cases are spelled out.
+_TF_CPU_PLATFORMS = "(platform_machine == 'x86_64' and platform_system != 'Darwin') or platform_machine == 'AMD64'"
+_TF_OTHER_PLATFORMS = "(platform_machine != 'x86_64' or platform_system == 'Darwin') and platform_machine != 'AMD64'"
 
 setup(
     name="vatt",
@@ -26,7 +28,7 @@ setup(
         "absl-py>=2.1,<3",
         "numpy>=1.26,<3",
         f"tensorflow-cpu>=2.16,<2.22; {_TF_CPU_PLATFORMS}",
-        f"tensorflow>=2.16,<2.22; not ({_TF_CPU_PLATFORMS})",
+        f"tensorflow>=2.16,<2.22; {_TF_OTHER_PLATFORMS}",
         "tensorflow-datasets>=4.9.6,<5",
         "av>=12,<20",  # PyAV bundles FFmpeg: no system ffmpeg needed.
         "matplotlib>=3.8,<4",
