@@ -1,0 +1,244 @@
+"""One benchmark case: the loop's own train step (make_train_step / create_train_state /
+compile_with_memory_check from vatt.train.loop) on synthetic input already on the devices.
+
+No TensorFlow here: the model benchmark runs on a GPU machine without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import statistics
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+import vatt
+from vatt.models import summary
+from vatt.tasks import get_task
+from vatt.train import loop, partitioning
+from vatt.train.optimizer import build_optimizer
+from vatt.train.state import TrainState, split_model
+
+CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(vatt.__file__))),
+                           "configs", "pretrain.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One row of the table.
+
+    variant: a configs/pretrain.py variant (tiny, bbs, mbs, lbs).
+    batch_per_device: clips per device; 0 = the largest that the compiled step fits (accelerators).
+    keep: DropToken keep rate on video and audio (None: the config's, 0.5 for the paper variants).
+    layers: override of every encoder's num_layers (0: the config's).
+    group: what the row compares ("droptoken", "dtype", "remat", "attention", "config").
+    """
+    variant: str
+    batch_per_device: int = 1
+    keep: float | None = None
+    dtype: str = "float32"
+    remat: str = "none"
+    attention: str = "xla"
+    layers: int = 0
+    group: str = "config"
+
+    @property
+    def name(self) -> str:
+        keep = "cfg" if self.keep is None else f"{round(self.keep * 100)}%"
+        layers = f" L{self.layers}" if self.layers else ""
+        return (f"{self.variant}{layers} keep={keep} {self.dtype} remat={self.remat} "
+                f"attn={self.attention}")
+
+
+def load_config(variant: str, config_file: str = CONFIG_FILE) -> ml_collections.ConfigDict:
+    """configs/pretrain.py:<variant> (configs/ is a folder of files, not a package)."""
+    spec = importlib.util.spec_from_file_location("vatt_bench_pretrain_config", config_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
+
+
+def case_config(case: Case, batch_per_device: int, num_devices: int,
+                config_file: str = CONFIG_FILE) -> ml_collections.ConfigDict:
+    """The pretraining config of `case` with its overrides applied."""
+    config = load_config(case.variant, config_file)
+    config.batch_size = batch_per_device * num_devices
+    model = config.model
+    model.dtype = case.dtype
+    model.remat_policy = case.remat
+    model.attention_impl = case.attention
+    if case.keep is not None:
+        model.video.droptoken_keep = case.keep
+        model.audio.droptoken_keep = case.keep
+    if case.layers:
+        for group in ("video", "audio", "text", "shared"):
+            if group in model:
+                model[group].num_layers = case.layers
+    return config
+
+
+def batch_shapes(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
+    """Global batch shapes of the pretraining step (SPEC batch format)."""
+    b, m = config.batch_size, config.model
+    k = config.data.num_captions
+    return {"video": jax.ShapeDtypeStruct((b, *m.video.input_size, 3), jnp.float32),
+            "audio": jax.ShapeDtypeStruct((b, m.audio.input_samples), jnp.float32),
+            "text": jax.ShapeDtypeStruct((b, k, m.text.max_len), jnp.int32),
+            "text_mask": jax.ShapeDtypeStruct((b, k), jnp.float32)}
+
+
+def synthetic_batch(config: ml_collections.ConfigDict, mesh, seed: int = 0
+                    ) -> dict[str, jax.Array]:
+    """Random inputs generated on the devices, sharded as the loop shards batches: the step
+    under test never waits for a host transfer."""
+    shapes = batch_shapes(config)
+    vocab = config.model.text.vocab_size
+
+    def make():
+        kv, ka, kt = jax.random.split(jax.random.key(seed), 3)
+        return {"video": jax.random.uniform(kv, shapes["video"].shape, jnp.float32, -1.0, 1.0),
+                "audio": 0.1 * jax.random.normal(ka, shapes["audio"].shape, jnp.float32),
+                "text": jax.random.randint(kt, shapes["text"].shape, 1, vocab, jnp.int32),
+                "text_mask": jnp.ones(shapes["text_mask"].shape, jnp.float32)}
+
+    return jax.jit(make, out_shardings=partitioning.batch_sharding(mesh))()
+
+
+def jit_step(config, task, graphdef, tx, schedule, state_sharding, mesh):
+    """The loop's own jitted step (vatt/train/loop.py::jit_train_step)."""
+    return loop.jit_train_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
+
+
+def _flops(cost: Any) -> float:
+    """cost_analysis() is a dict on current jax, a list of dicts (one per program) on older."""
+    if isinstance(cost, (list, tuple)):
+        return float(sum(c.get("flops", 0.0) for c in cost))
+    return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
+def abstract_step_flops(config: ml_collections.ConfigDict, mesh) -> float:
+    """Global FLOPs of one step from the lowered (not compiled) step on abstract state and
+    batch: used for the model FLOPs of a rematerialised case (without remat recomputation)."""
+    task = get_task(config)
+    tx, schedule = build_optimizer(config.optimizer, config.total_steps)
+    build = lambda: task.build_model(nnx.Rngs(params=0, dropout=1, droptoken=2))
+    graphdef, _, _ = split_model(nnx.eval_shape(build), task.trainable)
+
+    def init() -> TrainState:
+        _, params, rest = split_model(build(), task.trainable)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
+                          opt_state=tx.init(params),
+                          rng=jax.random.key_data(jax.random.key(0)),
+                          skipped=jnp.zeros((), jnp.int32))
+
+    state = jax.eval_shape(init)
+    sharding = jax.tree.map(partitioning.state_sharding_rule(mesh, False), state)
+    step_fn = jit_step(config, task, graphdef, tx, schedule, sharding, mesh)
+    return _flops(step_fn.lower(state, batch_shapes(config)).cost_analysis())
+
+
+def largest_batch(step_fn, state, config, mesh, limit: int = 1024) -> int:
+    """Largest power-of-two clips per device whose compiled step fits a device's memory
+    (compile_with_memory_check's analysis; nothing runs). 0 if not even one fits."""
+    n = mesh.size
+    best, bpd = 0, 1
+    while bpd <= limit:
+        cfg = ml_collections.ConfigDict(config.to_dict())
+        cfg.batch_size = bpd * n
+        sharding = partitioning.batch_sharding(mesh)
+        abstract = {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding)
+                    for k, s in batch_shapes(cfg).items()}
+        try:
+            loop.compile_with_memory_check(step_fn, state, abstract, verbose=False)
+        except loop.OutOfMemoryError:
+            break
+        best, bpd = bpd, bpd * 2
+    return best
+
+
+def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONFIG_FILE,
+             batch_cache: dict | None = None) -> dict[str, Any]:
+    """Compiles and times the train step of `case`.
+
+    Returns a row: step_s (median of `reps` blocked steps after `warmup`), steps_per_s,
+    clips_per_s, flops_per_step (model FLOPs, global: compiled cost analysis x devices, or for a
+    remat case the same step without remat), hw_flops_per_step (what the compiled step runs,
+    remat recomputation included), flops_3x_forward (cross-check: 3 x summary.forward_gflops),
+    achieved_flops (model FLOPs / step_s), compile_s, loss, and the case's settings.
+    """
+    mesh = partitioning.make_mesh(-1)
+    n = mesh.size
+    with jax.set_mesh(mesh):
+        config = case_config(case, max(case.batch_per_device, 1), n, config_file)
+        task = get_task(config)
+        tx, schedule = build_optimizer(config.optimizer, config.total_steps)
+        graphdef, state, state_sharding = loop.create_train_state(task, tx, mesh, config.seed)
+        step_fn = jit_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
+        bpd = case.batch_per_device
+        if bpd == 0:
+            key = (case.variant, case.dtype, case.remat, case.attention, case.layers)
+            cache = batch_cache if batch_cache is not None else {}
+            if key not in cache:
+                if jax.devices()[0].platform == "cpu":
+                    raise ValueError("--batch_per_device=0 (largest that fits) needs an "
+                                     "accelerator; on CPU give a number")
+                # Probe at keep 100%, the most memory, so every keep rate runs the same batch.
+                probe = dataclasses.replace(case, keep=1.0)
+                pcfg = case_config(probe, 1, n, config_file)
+                ptask = get_task(pcfg)
+                pgraph, pstate, pshard = loop.create_train_state(ptask, tx, mesh, pcfg.seed)
+                pstep = jit_step(pcfg, ptask, pgraph, tx, schedule, pshard, mesh)
+                cache[key] = largest_batch(pstep, pstate, pcfg, mesh)
+                del pstate
+            bpd = cache[key]
+            if bpd == 0:
+                raise loop.OutOfMemoryError(f"{case.name}: one clip per device does not fit")
+            config.batch_size = bpd * n
+        batch = synthetic_batch(config, mesh)
+        t = time.perf_counter()
+        compiled = loop.compile_with_memory_check(step_fn, state, batch, verbose=False)
+        compile_s = time.perf_counter() - t
+        hw_flops = _flops(compiled.cost_analysis()) * n  # cost analysis is per device (SPMD)
+        if case.remat == "none":
+            model_flops = hw_flops
+        else:
+            nore = ml_collections.ConfigDict(config.to_dict())
+            nore.model.remat_policy = "none"
+            model_flops = abstract_step_flops(nore, mesh)
+        state, metrics = compiled(state, batch)
+        # Step 1 on the initial parameters: what the xla-vs-cudnn numerics comparison reads.
+        first = {k: float(np.asarray(v)) for k, v in jax.device_get(
+            {k: metrics[k] for k in ("train/loss", "train/grad_norm")}).items()}
+        for _ in range(warmup - 1):
+            state, metrics = compiled(state, batch)
+        jax.block_until_ready((state, metrics))
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            state, metrics = compiled(state, batch)
+            jax.block_until_ready((state, metrics))
+            times.append(time.perf_counter() - t)
+        loss = float(np.asarray(jax.device_get(metrics["train/loss"])))
+        grad_norm = float(np.asarray(jax.device_get(metrics["train/grad_norm"])))
+    step_s = statistics.median(times)
+    fwd = summary.forward_gflops(config.model, batch_size=1) * 1e9 * config.batch_size
+    return {
+        "name": case.name, "group": case.group, "variant": case.variant,
+        "layers": case.layers, "keep": case.keep if case.keep is not None else
+        float(config.model.video.droptoken_keep), "dtype": case.dtype, "remat": case.remat,
+        "attention": case.attention, "devices": n, "batch_per_device": bpd,
+        "global_batch": config.batch_size, "reps": reps, "step_s": step_s,
+        "step_s_min": min(times), "steps_per_s": 1.0 / step_s,
+        "clips_per_s": config.batch_size / step_s, "flops_per_step": model_flops,
+        "hw_flops_per_step": hw_flops, "flops_3x_forward": 3.0 * fwd,
+        "achieved_flops": model_flops / step_s, "compile_s": compile_s, "loss": loss,
+        "grad_norm": grad_norm, "first_loss": first["train/loss"],
+        "first_grad_norm": first["train/grad_norm"],
+    }
