@@ -50,7 +50,11 @@ def _common(variant: str) -> ml_collections.ConfigDict:
     # data: devices on the data axis (-1: all). fsdp: shard parameters and optimizer state
     # over the data axis (for the large variants) instead of replicating them.
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": False})
-    config.skip_nonfinite = True  # skip (and count) an update with a non-finite loss or gradient
+    # A non-finite loss or gradient: "skip" the update and count it, or "stop" the run keeping
+    # the last good checkpoint.
+    config.nonfinite = "skip"
+    config.debug_nan_at_step = -1  # fault injection for tests: this step's loss becomes NaN
+    config.checkpoints_to_keep = 3
     config.loss = ml_collections.ConfigDict({
         "temperature": 0.07,
         "va_weight": 1.0,

@@ -177,5 +177,6 @@ def test_resume_across_device_counts(reference, cache_dir, tmp_path, save_device
                extra=["--config.checkpoint_every_steps=3"])
     assert "Resuming from the checkpoint at step 3" in proc.stdout
     got, expected = losses(tmp_path), losses(reference)
+    # Another device count sums in another order: equal up to float rounding (rtol 1e-4).
     np.testing.assert_allclose([got[s] for s in range(1, 13)],
-                               [expected[s] for s in range(1, 13)], rtol=1e-5)
+                               [expected[s] for s in range(1, 13)], rtol=1e-4)

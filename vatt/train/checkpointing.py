@@ -95,14 +95,18 @@ class Checkpointer:
 
 
 class PreemptionGuard:
-    """Turns SIGTERM/SIGINT into a request to checkpoint and exit at the next step boundary.
+    """Turns SIGTERM/SIGINT into a request to checkpoint and exit at a step boundary.
 
-    Every process must agree on the step at which it stops (saving is collective), so
-    with several processes the request is combined across them each step.
+    Every process must agree on the step at which it stops (saving is collective). With
+    one process the flag is read every step. With several, the flags are combined by a
+    cross-process all-gather every `check_every` steps, after the state of that step is
+    ready: a host-side collective must not overlap the asynchronously dispatched step's
+    own collectives (with gloo on CPU that corrupted FSDP all-gathers).
     """
 
-    def __init__(self):
+    def __init__(self, check_every: int = 1):
         self._requested = False
+        self._check_every = max(int(check_every), 1)
         self._previous: dict[int, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -117,10 +121,13 @@ class PreemptionGuard:
         _say(f"Received {signal.Signals(signum).name}: saving a checkpoint at the end of "
              "this step, then exiting.")
 
-    def requested(self) -> bool:
+    def requested(self, step: int = 0, state: Any = None) -> bool:
         if jax.process_count() == 1:
             return self._requested
+        if step % self._check_every:
+            return False
         from jax.experimental import multihost_utils
+        jax.block_until_ready(state)
         flags = multihost_utils.process_allgather(np.asarray(self._requested, np.int32))
         return bool(np.max(flags))
 

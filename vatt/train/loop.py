@@ -267,7 +267,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> dict[
     writer.write_text("config", "```\n" + config.to_json_best_effort(indent=2) + "\n```")
     is_main = jax.process_index() == 0
     progress = ProgressReporter(config.total_steps, config.batch_size)
-    guard = PreemptionGuard()
+    guard = PreemptionGuard(check_every=config.log_every_steps)
     if is_main:
         print(f"Training steps {start_step + 1}..{config.total_steps} on {jax.device_count()} "
               f"devices ({jax.process_count()} processes), global batch {config.batch_size}.",
@@ -330,7 +330,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> dict[
                 if is_main:
                     print(f"eval at step {step}: " + ", ".join(
                         f"{k}={v:.2f}" for k, v in eval_metrics.items()), flush=True)
-            if guard.requested():
+            if guard.requested(step, state):
                 flush_pending()
                 check_finite(step)
                 checkpointer.save(step, state, data_state, force=True)
