@@ -9,6 +9,8 @@ so there is no scikit-learn dependency; `pca_2d` is the fast fallback.
 
 from __future__ import annotations
 
+import textwrap
+
 import json
 import os
 from typing import Mapping, Sequence
@@ -121,7 +123,8 @@ def plot_cka_heatmaps(matrices: Mapping[str, np.ndarray], path: str, *, x_name: 
         ax.set_ylabel(f"{x_name} representation")
         ax.set_title(name)
     fig.colorbar(im, ax=list(axes), label="CKA", shrink=0.9)
-    fig.suptitle(title)
+    # One panel is narrow: wrap a long title instead of letting it run off the figure.
+    fig.suptitle(textwrap.fill(title, width=max(40, int(14 * fig.get_figwidth()))), fontsize=11)
     return _save(fig, path)
 
 
