@@ -53,3 +53,13 @@ def real_data(name: str, split: str, modalities: str, *, num_frames: int = 32,
     c.audio_rate = audio_rate  # stored sample rate of the built dataset (default builder: 48 kHz)
     c.max_words = c.get_ref("max_text_len")
     return c
+
+
+def evaluate_only(config: ml_collections.ConfigDict) -> None:
+    """Schedule of an evaluate-only run (linear probe, zero-shot): one no-op step (see
+    vatt.tasks.linear_probe.EvaluateTask), then the evaluators."""
+    config.total_steps = 1
+    config.batch_size = 8
+    config.log_every_steps = 1
+    config.optimizer = ml_collections.ConfigDict({
+        "name": "sgd", "learning_rate": 1e-9, "end_learning_rate": 0.0, "warmup_steps": 0})

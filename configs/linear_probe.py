@@ -59,10 +59,5 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
     config.evals = ml_collections.ConfigDict({f"linear_probe_{dataset}": probe_entry(dataset)})
     if dataset == "synthetic":
         config.data = D.synthetic_data(variant)
-    # Evaluate only: one no-op step (see vatt.tasks.linear_probe), then the probe.
-    config.total_steps = 1
-    config.batch_size = 8
-    config.log_every_steps = 1
-    config.optimizer = ml_collections.ConfigDict({
-        "name": "sgd", "learning_rate": 1e-9, "end_learning_rate": 0.0, "warmup_steps": 0})
+    D.evaluate_only(config)
     return config

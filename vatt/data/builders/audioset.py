@@ -116,12 +116,9 @@ class Audioset(base.VattBuilder):
         self.report.skip(split, item, decode_lib.MISSING)
         continue
       # Clip files are already cut to the segment: decode from their start.
-      try:
-        clip = self.decode(path, end=self.builder_config.clip_seconds or None)
-      except decode_lib.DecodeError as e:
-        self.report.skip(split, item, e.reason, e.detail)
+      ex = self.encode_clip_file(path, split, item)
+      if ex is None:
         continue
-      ex = self.encode_media(clip, split, item)
       ex.update({"video_id": ytid, "labels": labels, "start": start})
       self.report.ok(split)
       yield item, ex

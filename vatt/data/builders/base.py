@@ -163,9 +163,10 @@ class VattBuilder(tfds.core.GeneratorBasedBuilder):
     # plain install); the file of the class is what it computes anyway.
     return epath.Path(inspect.getfile(cls))
 
-  def _generate_examples(self, **kwargs):
-    # Builders return their generators from `_split_generators` directly.
-    raise NotImplementedError
+  def _generate_examples(self, examples):
+    # tfds requires this method; our builders build each split's generator in
+    # `_split_generators` and return it directly, so this only passes examples through.
+    yield from examples
 
   @property
   def report(self) -> BuildReport:
@@ -184,6 +185,16 @@ class VattBuilder(tfds.core.GeneratorBasedBuilder):
     kw.setdefault("short_side", cfg.short_side)
     kw.setdefault("sample_rate", cfg.sample_rate)
     return decode_lib.decode_clip(path, **kw)
+
+  def encode_clip_file(self, path: str, split: str, item: str) -> dict | None:
+    """Decodes a whole clip file (at most `clip_seconds`) into example fields, or records it
+    as skipped with the decoder's reason and returns None."""
+    try:
+      clip = self.decode(path, end=self.builder_config.clip_seconds or None)
+    except decode_lib.DecodeError as e:
+      self.report.skip(split, item, e.reason, e.detail)
+      return None
+    return self.encode_media(clip, split, item)
 
   def encode_media(self, clip: decode_lib.Clip, split: str, item: str) -> dict:
     """Example fields for a decoded clip; records zero-filled / padded audio in the report."""

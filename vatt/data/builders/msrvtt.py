@@ -118,12 +118,9 @@ class Msrvtt(base.VattBuilder):
       if not caps and not cap_1k:
         self.report.skip(split, vid, base.EMPTY_CAPTION, "no usable caption")
         continue
-      try:
-        clip = self.decode(path, end=self.builder_config.clip_seconds or None)
-      except decode_lib.DecodeError as e:
-        self.report.skip(split, vid, e.reason, e.detail)
+      ex = self.encode_clip_file(path, split, vid)
+      if ex is None:
         continue
-      ex = self.encode_media(clip, split, vid)
       ex.update({"video_id": vid, "caption": caps or [cap_1k], "caption_1k": cap_1k})
       if split == "train":
         self.add_training_captions(caps)

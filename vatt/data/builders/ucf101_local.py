@@ -88,12 +88,9 @@ class Ucf101Local(base.VattBuilder):
         self.report.skip(split, rel, decode_lib.MISSING)
         continue
       item = os.path.relpath(path, os.path.dirname(os.path.dirname(path)))
-      try:
-        clip = self.decode(path, end=self.builder_config.clip_seconds or None)
-      except decode_lib.DecodeError as e:
-        self.report.skip(split, item, e.reason, e.detail)
+      ex = self.encode_clip_file(path, split, item)
+      if ex is None:
         continue
-      ex = self.encode_media(clip, split, item)
       ex.update({"video_id": os.path.splitext(os.path.basename(path))[0],
                  "label": classes[cls], "filename": item})
       self.report.ok(split)
