@@ -6,165 +6,165 @@ import json
 import numpy as np
 import pytest
 
-from vatt.data import fixtures as F
+from vatt.testing import media as F
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  from vatt.data.build import build
+    from vatt.data.build import build
 
-  root = tmp_path_factory.mktemp("pipe")
-  dd = str(root / "tfds")
-  for name, writer in {"howto100m": F.write_howto100m, "audioset": F.write_audioset,
-                       "esc50": F.write_esc50}.items():
-    writer(str(root / name))
-    build(name, manual_dir=str(root / name), data_dir=dd, config="tiny")
-  return dd
+    root = tmp_path_factory.mktemp("pipe")
+    dd = str(root / "tfds")
+    for name, writer in {"howto100m": F.write_howto100m, "audioset": F.write_audioset,
+                         "esc50": F.write_esc50}.items():
+        writer(str(root / name))
+        build(name, manual_dir=str(root / name), data_dir=dd, config="tiny")
+    return dd
 
 
 def _cfg(data_dir, **kw):
-  from vatt.data import pipeline
+    from vatt.data import pipeline
 
-  c = pipeline.default_config()
-  c.name, c.data_dir = "howto100m/tiny", data_dir
-  c.num_frames, c.target_fps, c.frame_size, c.shuffle_buffer = 4, 2.5, 16, 4
-  c.num_captions, c.max_text_len = 3, 6
-  c.audio_noise = 0.01
-  for k, v in kw.items():
-    setattr(c, k, v)
-  return c
+    c = pipeline.default_config()
+    c.name, c.data_dir = "howto100m/tiny", data_dir
+    c.num_frames, c.target_fps, c.frame_size, c.shuffle_buffer = 4, 2.5, 16, 4
+    c.num_captions, c.max_text_len = 3, 6
+    c.audio_noise = 0.01
+    for k, v in kw.items():
+        setattr(c, k, v)
+    return c
 
 
 def _take(it, n):
-  return [next(it) for _ in range(n)]
+    return [next(it) for _ in range(n)]
 
 
 def _same(a, b):
-  return len(a) == len(b) and all(set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x)
-                                  for x, y in zip(a, b))
+    return len(a) == len(b) and all(set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x)
+                                    for x, y in zip(a, b))
 
 
 def test_training_batch_format(data_dir):
-  from vatt.data import pipeline
+    from vatt.data import pipeline
 
-  it = pipeline.make_iterator(_cfg(data_dir), global_batch_size=4, training=True, seed=0)
-  b = next(it)
-  assert set(b) == {"video", "audio", "text", "text_mask"}
-  assert b["video"].shape == (4, 4, 16, 16, 3) and b["video"].dtype == np.float32
-  assert -1.0 <= b["video"].min() and b["video"].max() <= 1.0
-  # 4 frames at 2.5 fps = 1.6 s of 8 kHz audio, synced with the frames.
-  assert b["audio"].shape == (4, 12800) and b["audio"].dtype == np.float32
-  assert b["text"].shape == (4, 3, 6) and b["text"].dtype == np.int32
-  assert b["text_mask"].shape == (4, 3) and b["text_mask"].dtype == np.float32
-  assert (b["text_mask"][:, 0] == 1).all()  # every HowTo100M clip has its centre caption
-  # Padding rows are masked and all-zero.
-  assert ((b["text"].max(-1) > 0) == (b["text_mask"] > 0)).all()
+    it = pipeline.make_iterator(_cfg(data_dir), global_batch_size=4, training=True, seed=0)
+    b = next(it)
+    assert set(b) == {"video", "audio", "text", "text_mask"}
+    assert b["video"].shape == (4, 4, 16, 16, 3) and b["video"].dtype == np.float32
+    assert -1.0 <= b["video"].min() and b["video"].max() <= 1.0
+    # 4 frames at 2.5 fps = 1.6 s of 8 kHz audio, synced with the frames.
+    assert b["audio"].shape == (4, 12800) and b["audio"].dtype == np.float32
+    assert b["text"].shape == (4, 3, 6) and b["text"].dtype == np.int32
+    assert b["text_mask"].shape == (4, 3) and b["text_mask"].dtype == np.float32
+    assert (b["text_mask"][:, 0] == 1).all()  # every HowTo100M clip has its centre caption
+    # Padding rows are masked and all-zero.
+    assert ((b["text"].max(-1) > 0) == (b["text_mask"] > 0)).all()
 
 
 def test_deterministic_and_exact_resume(data_dir):
-  from vatt.data import pipeline
+    from vatt.data import pipeline
 
-  cfg = _cfg(data_dir)
-  a = _take(pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5), 5)
-  b = _take(pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5), 5)
-  c = _take(pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=6), 5)
-  assert _same(a, b) and not _same(a, c)
-  it = pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5)
-  _take(it, 3)  # 9 elements: crosses the 7-clip epoch boundary
-  state = json.loads(json.dumps(it.get_state()))
-  assert state["sources"][0]["epoch"] == 1 and state["mix_index"] == 9
-  rest = _take(it, 2)
-  assert _same(rest, a[3:])
-  resumed = pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5, state=state)
-  assert _same(_take(resumed, 2), rest)
-  it.set_state(state)
-  assert _same(_take(it, 2), rest)
+    cfg = _cfg(data_dir)
+    a = _take(pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5), 5)
+    b = _take(pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5), 5)
+    c = _take(pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=6), 5)
+    assert _same(a, b) and not _same(a, c)
+    it = pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5)
+    _take(it, 3)  # 9 elements: crosses the 7-clip epoch boundary
+    state = json.loads(json.dumps(it.get_state()))
+    assert state["sources"][0]["epoch"] == 1 and state["mix_index"] == 9
+    rest = _take(it, 2)
+    assert _same(rest, a[3:])
+    resumed = pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5, state=state)
+    assert _same(_take(resumed, 2), rest)
+    it.set_state(state)
+    assert _same(_take(it, 2), rest)
 
 
 def test_vgg_crop_and_no_jitter(data_dir):
-  from vatt.data import pipeline
+    from vatt.data import pipeline
 
-  cfg = _cfg(data_dir, crop="vgg", vgg_resize=(20, 24), color_jitter=0.0, flip=False)
-  b = next(pipeline.make_iterator(cfg, global_batch_size=2, training=True))
-  assert b["video"].shape == (2, 4, 16, 16, 3)
+    cfg = _cfg(data_dir, crop="vgg", vgg_resize=(20, 24), color_jitter=0.0, flip=False)
+    b = next(pipeline.make_iterator(cfg, global_batch_size=2, training=True))
+    assert b["video"].shape == (2, 4, 16, 16, 3)
 
 
 def test_host_shards_are_disjoint(data_dir):
-  from vatt.data import pipeline
+    from vatt.data import pipeline
 
-  cfg = _cfg(data_dir, modalities="video,text")
-  seen = []
-  lens = []
-  for p in range(2):
-    it = pipeline.make_iterator(cfg, global_batch_size=4, training=False, process_index=p, process_count=2)
-    lens.append(len(it))
-    for b in it:
-      assert b["video"].shape == (2, 4, 16, 16, 3) and "audio" not in b
-      seen += [tuple(t.ravel()) + (round(float(v.mean()), 4),)
-               for t, v, ok in zip(b["text"], b["video"], b["valid"]) if ok]
-  assert lens[0] == lens[1] == 2  # 7 clips: hosts hold 4 and 3, both yield ceil(4/2) batches
-  assert len(seen) == 7 and len(set(seen)) == 7
+    cfg = _cfg(data_dir, modalities="video,text")
+    seen = []
+    lens = []
+    for p in range(2):
+        it = pipeline.make_iterator(cfg, global_batch_size=4, training=False, process_index=p, process_count=2)
+        lens.append(len(it))
+        for b in it:
+            assert b["video"].shape == (2, 4, 16, 16, 3) and "audio" not in b
+            seen += [tuple(t.ravel()) + (round(float(v.mean()), 4),)
+                     for t, v, ok in zip(b["text"], b["video"], b["valid"]) if ok]
+    assert lens[0] == lens[1] == 2  # 7 clips: hosts hold 4 and 3, both yield ceil(4/2) batches
+    assert len(seen) == 7 and len(set(seen)) == 7
 
 
 def test_mixture_masks_text_for_audioset(data_dir):
-  from vatt.data import pipeline
+    from vatt.data import pipeline
 
-  cfg = _cfg(data_dir, mixture="howto100m/tiny:train:1,audioset/tiny:balanced_train:1")
-  it = pipeline.make_iterator(cfg, global_batch_size=8, training=True, seed=3)
-  batches = _take(it, 3)
-  masks = np.concatenate([b["text_mask"] for b in batches])
-  assert set(batches[0]) == {"video", "audio", "text", "text_mask"}
-  n_audioset = int((masks.max(-1) == 0).sum())
-  assert 0 < n_audioset < 24  # both sources appear; AudioSet clips are fully masked
-  state = it.get_state()
-  assert len(state["sources"]) == 2 and state["mix_index"] == 24
-  more = _take(it, 2)
-  resumed = pipeline.make_iterator(cfg, global_batch_size=8, training=True, seed=3, state=state)
-  assert _same(_take(resumed, 2), more)
+    cfg = _cfg(data_dir, mixture="howto100m/tiny:train:1,audioset/tiny:balanced_train:1")
+    it = pipeline.make_iterator(cfg, global_batch_size=8, training=True, seed=3)
+    batches = _take(it, 3)
+    masks = np.concatenate([b["text_mask"] for b in batches])
+    assert set(batches[0]) == {"video", "audio", "text", "text_mask"}
+    n_audioset = int((masks.max(-1) == 0).sum())
+    assert 0 < n_audioset < 24  # both sources appear; AudioSet clips are fully masked
+    state = it.get_state()
+    assert len(state["sources"]) == 2 and state["mix_index"] == 24
+    more = _take(it, 2)
+    resumed = pipeline.make_iterator(cfg, global_batch_size=8, training=True, seed=3, state=state)
+    assert _same(_take(resumed, 2), more)
 
 
 def test_eval_multiview_audio_only(data_dir):
-  from vatt.data import pipeline
+    from vatt.data import pipeline
 
-  cfg = _cfg(data_dir, name="esc50/tiny", split="fold1+fold2", eval_num_clips=2)
-  it = pipeline.make_iterator(cfg, global_batch_size=3, training=False)
-  bs = list(it)
-  assert len(bs) == len(it) == 2
-  assert set(bs[0]) == {"audio", "label", "valid"}
-  assert bs[0]["audio"].shape == (3, 2, 12800) and bs[0]["label"].dtype == np.int32
-  assert bs[1]["valid"].tolist() == [1.0, 0.0, 0.0]
-  labels = sorted(int(l) for b in bs for l, v in zip(b["label"], b["valid"]) if v)
-  assert labels == sorted([7, 8, 14, 15])
+    cfg = _cfg(data_dir, name="esc50/tiny", split="fold1+fold2", eval_num_clips=2)
+    it = pipeline.make_iterator(cfg, global_batch_size=3, training=False)
+    bs = list(it)
+    assert len(bs) == len(it) == 2
+    assert set(bs[0]) == {"audio", "label", "valid"}
+    assert bs[0]["audio"].shape == (3, 2, 12800) and bs[0]["label"].dtype == np.int32
+    assert bs[1]["valid"].tolist() == [1.0, 0.0, 0.0]
+    labels = sorted(int(lab) for b in bs for lab, v in zip(b["label"], b["valid"]) if v)
+    assert labels == sorted([7, 8, 14, 15])
 
 
 def test_eval_multicrop_video_and_multilabel(data_dir):
-  from vatt.data import pipeline
+    from vatt.data import pipeline
 
-  cfg = _cfg(data_dir, name="audioset/tiny", split="balanced_train", eval_num_clips=2, eval_num_crops=3)
-  b = next(pipeline.make_iterator(cfg, global_batch_size=4, training=False))
-  assert b["video"].shape == (4, 6, 4, 16, 16, 3) and b["audio"].shape == (4, 6, 12800)
-  assert b["labels"].shape[0] == 4 and b["labels"].dtype == np.float32
-  assert b["valid"].tolist() == [1, 1, 1, 0]
-  assert sorted(b["labels"][:3].sum(-1).tolist()) == [1, 2, 2]
+    cfg = _cfg(data_dir, name="audioset/tiny", split="balanced_train", eval_num_clips=2, eval_num_crops=3)
+    b = next(pipeline.make_iterator(cfg, global_batch_size=4, training=False))
+    assert b["video"].shape == (4, 6, 4, 16, 16, 3) and b["audio"].shape == (4, 6, 12800)
+    assert b["labels"].shape[0] == 4 and b["labels"].dtype == np.float32
+    assert b["valid"].tolist() == [1, 1, 1, 0]
+    assert sorted(b["labels"][:3].sum(-1).tolist()) == [1, 2, 2]
 
 
 def test_dmvr_source(data_dir, tmp_path):
-  from vatt.data import decode, dmvr, pipeline, tokenizer
+    from vatt.data import decode, dmvr, pipeline, tokenizer
 
-  frames = np.stack([np.full([24, 32, 3], 10 * k, np.uint8) for k in range(12)])
-  ex = [dmvr.make_example(decode.encode_jpeg(frames), np.zeros(8000, np.float32),
-                          ["hello world"], label=k, video_id=f"v{k}") for k in range(3)]
-  dmvr.write(str(tmp_path / "x-0.tfrecord"), ex)
-  tokenizer.save_vocab(str(tmp_path / "vocab.txt"), ["<pad>", "<unk>", "hello", "world"])
-  cfg = _cfg(data_dir, name=f"dmvr:{tmp_path}/x-*.tfrecord", dmvr_fps=5.0, dmvr_sample_rate=8000,
-             dmvr_num_classes=5, vocab_path=str(tmp_path / "vocab.txt"), num_captions=1)
-  b = next(pipeline.make_iterator(cfg, global_batch_size=2, training=True))
-  assert b["video"].shape == (2, 4, 16, 16, 3) and b["label"].shape == (2,)
-  assert b["text"][:, 0, :3].tolist() == [[2, 3, 0]] * 2
+    frames = np.stack([np.full([24, 32, 3], 10 * k, np.uint8) for k in range(12)])
+    ex = [dmvr.make_example(decode.encode_jpeg(frames), np.zeros(8000, np.float32),
+                            ["hello world"], label=k, video_id=f"v{k}") for k in range(3)]
+    dmvr.write(str(tmp_path / "x-0.tfrecord"), ex)
+    tokenizer.save_vocab(str(tmp_path / "vocab.txt"), ["<pad>", "<unk>", "hello", "world"])
+    cfg = _cfg(data_dir, name=f"dmvr:{tmp_path}/x-*.tfrecord", dmvr_fps=5.0, dmvr_sample_rate=8000,
+               dmvr_num_classes=5, vocab_path=str(tmp_path / "vocab.txt"), num_captions=1)
+    b = next(pipeline.make_iterator(cfg, global_batch_size=2, training=True))
+    assert b["video"].shape == (2, 4, 16, 16, 3) and b["label"].shape == (2,)
+    assert b["text"][:, 0, :3].tolist() == [[2, 3, 0]] * 2
 
 
 def test_bench_smoke():
-  from vatt.data import bench
+    from vatt.data import bench
 
-  assert bench.run(clips=3, frame_size=16, num_frames=4, short_side=24, stored_seconds=1.0,
-                   sample_rate=8000, cores=1, verbose=False) > 0
+    assert bench.run(clips=3, frame_size=16, num_frames=4, short_side=24, stored_seconds=1.0,
+                     sample_rate=8000, cores=1, verbose=False) > 0

@@ -52,7 +52,7 @@ def pretrain_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    from vatt.data import fixtures as F
+    from vatt.testing import media as F
     from vatt.data.build import build
     root = tmp_path_factory.mktemp("ft_data")
     dd = str(root / "tfds")

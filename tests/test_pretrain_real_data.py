@@ -10,7 +10,7 @@ from subprocess_utils import REPO_ROOT, child_env
 
 
 def test_tiny_pretraining_from_built_howto100m(tmp_path):
-    from vatt.data import fixtures
+    from vatt.testing import media as fixtures
     from vatt.data.build import build
     source, data_dir, workdir = tmp_path / "src", tmp_path / "tfds", tmp_path / "run"
     fixtures.write_howto100m(str(source), num_videos=3, seconds=6.0, bad=True)

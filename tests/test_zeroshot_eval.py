@@ -27,7 +27,7 @@ def test_similarity_variants():
 
 
 def test_msrvtt_zeroshot_task(tmp_path):
-    from vatt.data import fixtures as F
+    from vatt.testing import media as F
     from vatt.data.build import build
     from vatt.train.loop import train_and_evaluate
     dd = str(tmp_path / "tfds")

@@ -18,47 +18,47 @@ from vatt.data.tf_setup import hide_accelerators
 
 
 def build(name: str, *, manual_dir: str, data_dir: str, config=None, overwrite: bool = False) -> dict:
-  """Build dataset `name` ("esc50" or "esc50/tiny"); `config` may be a config name or object.
+    """Build dataset `name` ("esc50" or "esc50/tiny"); `config` may be a config name or object.
 
-  Returns the build summary dict (see vatt.data.builders.base.BuildReport).
-  """
-  hide_accelerators()
-  import tensorflow_datasets as tfds
+    Returns the build summary dict (see vatt.data.builders.base.BuildReport).
+    """
+    hide_accelerators()
+    import tensorflow_datasets as tfds
 
-  import vatt.data.builders  # noqa: F401  (registers the builders)
-  from vatt.data.builders import base
+    import vatt.data.builders  # noqa: F401  (registers the builders)
+    from vatt.data.builders import base
 
-  if "/" in name:
-    name, config = name.split("/", 1)
-  kwargs = {"data_dir": data_dir}
-  if config is not None:
-    kwargs["config"] = config
-  builder = tfds.builder(name, **kwargs)
-  mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
-          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-  if overwrite and os.path.isdir(builder.data_dir):
-    import shutil
-    shutil.rmtree(builder.data_dir)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=os.path.abspath(os.path.expanduser(manual_dir)), download_mode=mode))
-  return base.read_summary(builder.data_dir)
+    if "/" in name:
+        name, config = name.split("/", 1)
+    kwargs = {"data_dir": data_dir}
+    if config is not None:
+        kwargs["config"] = config
+    builder = tfds.builder(name, **kwargs)
+    mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
+            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    if overwrite and os.path.isdir(builder.data_dir):
+        import shutil
+        shutil.rmtree(builder.data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=os.path.abspath(os.path.expanduser(manual_dir)), download_mode=mode))
+    return base.read_summary(builder.data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(prog="python -m vatt.data.build", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("name", help="howto100m | audioset | ucf101_local | esc50 | msrvtt (optionally /config)")
-  p.add_argument("--manual_dir", required=True, help="root of your local copy of the dataset")
-  p.add_argument("--data_dir", required=True, help="where the tfds dataset is written")
-  p.add_argument("--config", default=None, help="builder config: default | small | tiny")
-  p.add_argument("--overwrite", action="store_true", help="rebuild even if already built")
-  a = p.parse_args(argv)
-  summary = build(a.name, manual_dir=a.manual_dir, data_dir=a.data_dir, config=a.config,
-                  overwrite=a.overwrite)
-  total = sum(summary["written"].values())
-  print(f"Done: {total} examples written; summary in build_summary.json", flush=True)
-  return 0 if total > 0 else 1
+    p = argparse.ArgumentParser(prog="python -m vatt.data.build", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="howto100m | audioset | ucf101_local | esc50 | msrvtt (optionally /config)")
+    p.add_argument("--manual_dir", required=True, help="root of your local copy of the dataset")
+    p.add_argument("--data_dir", required=True, help="where the tfds dataset is written")
+    p.add_argument("--config", default=None, help="builder config: default | small | tiny")
+    p.add_argument("--overwrite", action="store_true", help="rebuild even if already built")
+    a = p.parse_args(argv)
+    summary = build(a.name, manual_dir=a.manual_dir, data_dir=a.data_dir, config=a.config,
+                    overwrite=a.overwrite)
+    total = sum(summary["written"].values())
+    print(f"Done: {total} examples written; summary in build_summary.json", flush=True)
+    return 0 if total > 0 else 1
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+    sys.exit(main())

@@ -26,99 +26,99 @@ SPLITS = ("balanced_train", "unbalanced_train", "eval")
 
 @dataclasses.dataclass(eq=False)
 class AudiosetConfig(base.MediaConfig):
-  num_classes: int = 527
+    num_classes: int = 527
 
 
 def _configs() -> list[AudiosetConfig]:
-  fields = [f.name for f in dataclasses.fields(base.MediaConfig)]
-  return [AudiosetConfig(**{k: getattr(c, k) for k in fields})
-          for c in base.standard_configs(clip_seconds=10.0)]
+    fields = [f.name for f in dataclasses.fields(base.MediaConfig)]
+    return [AudiosetConfig(**{k: getattr(c, k) for k in fields})
+            for c in base.standard_configs(clip_seconds=10.0)]
 
 
 class Audioset(base.VattBuilder):
-  """AudioSet video + audio clips with multi-label targets."""
+    """AudioSet video + audio clips with multi-label targets."""
 
-  BUILDER_CONFIGS = _configs()
-  MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    BUILDER_CONFIGS = _configs()
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
   manual_dir holds class_labels_indices.csv, the *_segments.csv files and the clip files
   (`<YTID>_<start>.mp4`, ...). Nothing is downloaded.
   """
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    feats = base.video_features(self.builder_config)
-    feats["labels"] = tfds.features.Sequence(
-        tfds.features.ClassLabel(num_classes=self.builder_config.num_classes))
-    feats["start"] = np.float32
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict(feats),
-        metadata=tfds.core.MetadataDict(),
-        homepage="https://research.google.com/audioset/",
-    )
+    def _info(self) -> tfds.core.DatasetInfo:
+        feats = base.video_features(self.builder_config)
+        feats["labels"] = tfds.features.Sequence(
+            tfds.features.ClassLabel(num_classes=self.builder_config.num_classes))
+        feats["start"] = np.float32
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(feats),
+            metadata=tfds.core.MetadataDict(),
+            homepage="https://research.google.com/audioset/",
+        )
 
-  def _split_generators(self, dl_manager):
-    root = os.fspath(dl_manager.manual_dir)
-    mids, names = self._read_classes(root)
-    self.info.metadata["class_names"] = names
-    self.info.metadata["class_mids"] = list(mids)
-    media = base.index_media(root, base.VIDEO_EXTS + base.AUDIO_EXTS)
-    out = {}
-    for split in SPLITS:
-      path = os.path.join(root, f"{split}_segments.csv")
-      if os.path.exists(path):
-        out[split] = self._generate(path, split, mids, media)
-    if not out:
-      raise ValueError(f"No *_segments.csv under {root} (expected one of {SPLITS})")
-    return out
+    def _split_generators(self, dl_manager):
+        root = os.fspath(dl_manager.manual_dir)
+        mids, names = self._read_classes(root)
+        self.info.metadata["class_names"] = names
+        self.info.metadata["class_mids"] = list(mids)
+        media = base.index_media(root, base.VIDEO_EXTS + base.AUDIO_EXTS)
+        out = {}
+        for split in SPLITS:
+            path = os.path.join(root, f"{split}_segments.csv")
+            if os.path.exists(path):
+                out[split] = self._generate(path, split, mids, media)
+        if not out:
+            raise ValueError(f"No *_segments.csv under {root} (expected one of {SPLITS})")
+        return out
 
-  def _read_classes(self, root: str):
-    text, _ = base.load_text(os.path.join(root, "class_labels_indices.csv"))
-    mids, names = {}, []
-    for i, row in enumerate(csv.DictReader(io.StringIO(text))):
-      try:
-        idx = int(row["index"])
-        mids[row["mid"].strip()] = idx
-        names.append(row["display_name"].strip())
-      except (KeyError, TypeError, ValueError, AttributeError) as e:
-        self.report.skip("meta", f"class_labels_indices.csv line {i + 2}", base.BAD_ROW, str(e))
-    if len(mids) > self.builder_config.num_classes:
-      raise ValueError(f"{len(mids)} classes but config num_classes={self.builder_config.num_classes}")
-    return mids, names
+    def _read_classes(self, root: str):
+        text, _ = base.load_text(os.path.join(root, "class_labels_indices.csv"))
+        mids, names = {}, []
+        for i, row in enumerate(csv.DictReader(io.StringIO(text))):
+            try:
+                idx = int(row["index"])
+                mids[row["mid"].strip()] = idx
+                names.append(row["display_name"].strip())
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                self.report.skip("meta", f"class_labels_indices.csv line {i + 2}", base.BAD_ROW, str(e))
+        if len(mids) > self.builder_config.num_classes:
+            raise ValueError(f"{len(mids)} classes but config num_classes={self.builder_config.num_classes}")
+        return mids, names
 
-  @staticmethod
-  def _find(media: dict, ytid: str, start: float, end: float) -> str | None:
-    keys = [ytid, f"{ytid}_{int(start)}", f"{ytid}_{int(start)}_{int(end)}", f"{ytid}_{start:.3f}_{end:.3f}",
-            f"{ytid}_{start:.1f}_{end:.1f}", f"{ytid}_{int(start * 1000)}_{int(end * 1000)}",
-            f"{ytid}_{start:.3f}", f"{ytid}_{int(start * 1000)}"]
-    for k in keys:
-      for cand in (k, "y" + k):
-        if cand.lower() in media:
-          return media[cand.lower()]
-    return None
+    @staticmethod
+    def _find(media: dict, ytid: str, start: float, end: float) -> str | None:
+        keys = [ytid, f"{ytid}_{int(start)}", f"{ytid}_{int(start)}_{int(end)}", f"{ytid}_{start:.3f}_{end:.3f}",
+                f"{ytid}_{start:.1f}_{end:.1f}", f"{ytid}_{int(start * 1000)}_{int(end * 1000)}",
+                f"{ytid}_{start:.3f}", f"{ytid}_{int(start * 1000)}"]
+        for k in keys:
+            for cand in (k, "y" + k):
+                if cand.lower() in media:
+                    return media[cand.lower()]
+        return None
 
-  def _generate(self, csv_path: str, split: str, mids: dict, media: dict):
-    text, _ = base.load_text(csv_path)
-    lines = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
-    for i, row in enumerate(csv.reader(lines, skipinitialspace=True)):
-      try:
-        ytid, start, end = row[0].strip(), float(row[1]), float(row[2])
-        labels = sorted({mids[m.strip()] for m in row[3].split(",") if m.strip() in mids})
-        if len(row) != 4 or not ytid:
-          raise ValueError("expected 4 columns")
-      except (IndexError, ValueError, KeyError) as e:
-        self.report.skip(split, f"{os.path.basename(csv_path)} row {i + 1}", base.BAD_ROW, str(e))
-        continue
-      item = f"{ytid}_{int(start)}"
-      if not labels:
-        self.report.skip(split, item, base.BAD_ROW, "no known label")
-        continue
-      path = self._find(media, ytid, start, end)
-      if path is None:
-        self.report.skip(split, item, decode_lib.MISSING)
-        continue
-      # Clip files are already cut to the segment: decode from their start.
-      ex = self.encode_clip_file(path, split, item)
-      if ex is None:
-        continue
-      ex.update({"video_id": ytid, "labels": labels, "start": start})
-      self.report.ok(split)
-      yield item, ex
+    def _generate(self, csv_path: str, split: str, mids: dict, media: dict):
+        text, _ = base.load_text(csv_path)
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        for i, row in enumerate(csv.reader(lines, skipinitialspace=True)):
+            try:
+                ytid, start, end = row[0].strip(), float(row[1]), float(row[2])
+                labels = sorted({mids[m.strip()] for m in row[3].split(",") if m.strip() in mids})
+                if len(row) != 4 or not ytid:
+                    raise ValueError("expected 4 columns")
+            except (IndexError, ValueError, KeyError) as e:
+                self.report.skip(split, f"{os.path.basename(csv_path)} row {i + 1}", base.BAD_ROW, str(e))
+                continue
+            item = f"{ytid}_{int(start)}"
+            if not labels:
+                self.report.skip(split, item, base.BAD_ROW, "no known label")
+                continue
+            path = self._find(media, ytid, start, end)
+            if path is None:
+                self.report.skip(split, item, decode_lib.MISSING)
+                continue
+            # Clip files are already cut to the segment: decode from their start.
+            ex = self.encode_clip_file(path, split, item)
+            if ex is None:
+                continue
+            ex.update({"video_id": ytid, "labels": labels, "start": start})
+            self.report.ok(split)
+            yield item, ex
