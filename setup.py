@@ -17,7 +17,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(include=["vatt", "vatt.*"]),
+    # configs/ stays at the top of the repository (configs/pretrain.py:tiny from a checkout) and
+    # is installed as the package vatt.configs, so `--config=pretrain:tiny` works from anywhere
+    # (vatt.config_files finds it either way).
+    packages=find_packages(include=["vatt", "vatt.*"]) + ["vatt.configs"],
+    package_dir={"vatt.configs": "configs"},
     install_requires=[
         "jax>=0.10,<0.13",
         "flax>=0.12,<0.13",
@@ -42,6 +46,7 @@ setup(
             "nbclient>=0.10,<0.12",
             "nbformat>=5.9,<6",
             "ipykernel>=6.29,<8",
+            "ruff>=0.6,<1",
         ],
         # `tfds build` (the command-line tool) imports these; `python -m vatt.data.build` does not.
         "tfds-cli": ["apache-beam>=2.55", "mlcroissant>=1.0"],

@@ -1,4 +1,5 @@
-"""Linear probe of frozen pooled features: configs/linear_probe.py:<dataset>[,<variant>].
+"""Linear probe of frozen pooled features:
+configs/linear_probe.py:<dataset>[,<pretraining variant>][,runlocal] (or linear_probe:<...>).
 
   ucf101 / hmdb51  video backbone; the 3 official splits (built ucf101_local/default,
                    hmdb51/default); training features from one clip, test features from 4 windows
@@ -6,9 +7,10 @@
   esc50            audio backbone; 5-fold cross-validation, test windows averaged.
   synthetic        video backbone on the synthetic world (labels direction x speed).
 Classifiers: multinomial logistic regression and the low-rank linear classifier (W = U V),
-fitted full batch in JAX (vatt.evaluation.linear_probe). Nothing is trained: the task only loads
-the model (--config.init_from=<pretraining workdir>; omit it for the random-init baseline) and
-runs the probe once. The same probe runs during pretraining from an `evals` entry.
+fitted full batch in JAX (vatt.evaluation.linear_probe). Nothing is trained and nothing is
+checkpointed: the task loads the model (--config.init_from=<pretraining workdir>; omit it for the
+random-init baseline) and runs the probe once. The same probe runs during pretraining from an
+`evals` entry (probe_entry below).
 
   python -m vatt.main --config=configs/linear_probe.py:synthetic --workdir=/tmp/lp \
       --config.init_from=/tmp/pretrain_tiny
@@ -17,47 +19,54 @@ Metrics: linear_probe/top1 (primary classifier, mean over splits), linear_probe/
 linear_probe/<split>/<clf>/top1.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-_spec = importlib.util.spec_from_file_location(
-    "vatt_configs_downstream", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_downstream.py"))
-D = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(D)
+from vatt import config_files
+from vatt.evaluation.linear_probe import default_probe_config
+
+_common = config_files.sibling(__file__, "_common.py")
+_pretrain = config_files.sibling(__file__, "pretrain.py")
+DATASETS = ("synthetic", "ucf101", "hmdb51", "esc50")
 
 
-def probe_entry(dataset: str) -> ml_collections.ConfigDict:
+def probe_entry(dataset: str, runlocal: bool = False) -> ml_collections.ConfigDict:
     """The `evals` entry of a probe (also usable in a pretraining config's `evals`)."""
-    from vatt.evaluation.linear_probe import default_probe_config
     e = default_probe_config()
-    e.kind, e.dataset = "linear_probe", dataset
+    e.kind, e.dataset, e.prefix = "linear_probe", dataset, ""
     if dataset == "synthetic":
         e.update({"label_factors": ("direction", "speed"), "num_train": 2048, "num_test": 512,
                   "batch_size": 64, "modality": "video"})
+        if runlocal:
+            e.update({"num_train": 512, "num_test": 128, "batch_size": 32, "steps": 150})
     elif dataset in ("ucf101", "hmdb51"):
         name = {"ucf101": "ucf101_local/default", "hmdb51": "hmdb51/default"}[dataset]
-        e.data = D.real_data(name, "train1", "video,label")
+        e.data = _common.real_data(name, "train1", "video,label")
         e.splits = tuple((f"split{s}", f"train{s}", f"test{s}") for s in (1, 2, 3))
         e.update({"num_classes": 101 if dataset == "ucf101" else 51, "train_num_clips": 1,
                   "test_num_clips": 4, "batch_size": 64, "modality": "video"})
     elif dataset == "esc50":
-        e.data = D.real_data("esc50/default", "fold1", "audio,label")
+        e.data = _common.real_data("esc50/default", "fold1", "audio,label")
         folds = range(1, 6)
         e.splits = tuple((f"fold{k}", "+".join(f"fold{j}" for j in folds if j != k), f"fold{k}")
                          for k in folds)
         e.update({"num_classes": 50, "train_num_clips": 1, "test_num_clips": 3, "batch_size": 64,
                   "modality": "audio"})
     else:
-        raise ValueError(f"configs/linear_probe.py:{dataset}: use ucf101, hmdb51, esc50 or synthetic")
+        raise ValueError(f"configs/linear_probe.py:{dataset}: use one of {DATASETS}")
     return e
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
-    config, dataset, variant = D.base("linear_probe", arg, "mbs")
-    config.evals = ml_collections.ConfigDict({f"linear_probe_{dataset}": probe_entry(dataset)})
-    if dataset == "synthetic":
-        config.data = D.synthetic_data(variant)
-    D.evaluate_only(config)
+    parts, opts = config_files.options(arg)
+    dataset = parts[0] if parts else "synthetic"
+    variant = parts[1] if len(parts) > 1 else ("tiny" if dataset == "synthetic" else "mbs")
+    pre = _pretrain.get_config(",".join([variant, *sorted(opts)]))
+    config = _common.run_keys("linear_probe", variant)  # total_steps 0: evaluate only
+    config.dataset = dataset
+    config.model = pre.model
+    entry = probe_entry(dataset, "runlocal" in opts)
+    config.evals = ml_collections.ConfigDict({f"linear_probe_{dataset}": entry})
+    # A real dataset: config.data is the entry's data section itself (one object), so
+    # --config.data.data_dir=... reaches the probe.
+    config.data = pre.data if dataset == "synthetic" else entry.data
     return config

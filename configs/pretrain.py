@@ -1,4 +1,4 @@
-"""VATT contrastive pretraining.
+"""VATT contrastive pretraining: configs/pretrain.py:<variant>[,runlocal] (or pretrain:<variant>).
 
 Variants (the argument after the colon):
   tiny       the embedded synthetic world on 2 CPU cores, a few minutes:
@@ -14,47 +14,25 @@ Variants (the argument after the colon):
                python -m vatt.main --config=configs/pretrain.py:mbs --workdir=gs://.../mbs
              Check the model before booking a pod:
                python -m vatt.main --config=configs/pretrain.py:mbs --dry_run
+Option `runlocal` (e.g. pretrain:tiny,runlocal or pretrain:bbs,runlocal): the same code path at
+CPU-test scale (1-layer backbones, small batch and inputs, few steps), what the tests, the
+notebooks and smoke runs use.
 Any key can be overridden: --config.total_steps=1000 --config.model.video.droptoken_keep=0.75
 """
 
 import ml_collections
 
+from vatt import config_files
 from vatt.models.configs import model_config
 
+_common = config_files.sibling(__file__, "_common.py")
+
 PAPER_VARIANTS = ("bbs", "mbs", "lbs", "ma_medium")
+VARIANTS = ("tiny", "tiny_howto100m") + PAPER_VARIANTS
 
 
-def _synthetic_data(num_frames: int, frame_size: int, audio_rate: int, max_words: int,
-                    num_captions: int, no_text_fraction: float) -> ml_collections.ConfigDict:
-    """The embedded synthetic world (vatt/data/synthetic.py), clips at 10 fps."""
-    return ml_collections.ConfigDict({
-        "name": "synthetic", "num_frames": num_frames, "frame_size": frame_size, "fps": 10.0,
-        "audio_rate": audio_rate, "max_words": max_words, "num_captions": num_captions,
-        "no_text_fraction": no_text_fraction})
-
-
-def _run_schedule(config: ml_collections.ConfigDict, total_steps: int, batch_size: int,
-                  log_every: int, checkpoint_every: int) -> None:
-    config.total_steps = total_steps
-    config.batch_size = batch_size
-    config.log_every_steps = log_every
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = checkpoint_every
-
-
-def _common(variant: str) -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.task = "pretrain"
-    config.variant = variant
-    config.seed = 0
-    # data: devices on the data axis (-1: all). fsdp: shard parameters and optimizer state
-    # over the data axis (for the large variants) instead of replicating them.
-    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": False})
-    # A non-finite loss or gradient: "skip" the update and count it, or "stop" the run keeping
-    # the last good checkpoint.
-    config.nonfinite = "skip"
-    config.debug_nan_at_step = -1  # fault injection for tests: this step's loss becomes NaN
-    config.checkpoints_to_keep = 3
+def _pretrain_keys(variant: str) -> ml_collections.ConfigDict:
+    config = _common.run_keys("pretrain", variant)
     config.loss = ml_collections.ConfigDict({
         "temperature": 0.07,
         "va_weight": 1.0,
@@ -70,9 +48,11 @@ def _common(variant: str) -> ml_collections.ConfigDict:
 
 
 def _tiny() -> ml_collections.ConfigDict:
-    config = _common("tiny")
-    _run_schedule(config, total_steps=600, batch_size=64, log_every=50, checkpoint_every=200)
-    config.data = _synthetic_data(8, 32, 8000, max_words=12, num_captions=2, no_text_fraction=0.1)
+    config = _pretrain_keys("tiny")
+    config.total_steps, config.batch_size = 600, 64
+    config.log_every_steps, config.checkpoint_every_steps = 50, 200
+    config.data = _common.synthetic_data(8, 32, 8000, max_words=12, num_captions=2,
+                                         no_text_fraction=0.1)
     model = model_config("tiny")
     for modality in (model.video, model.audio, model.text):
         modality.update({"num_layers": 2, "d_model": 128, "mlp_dim": 256, "num_heads": 4})
@@ -89,23 +69,18 @@ def _tiny() -> ml_collections.ConfigDict:
     # regularise, and on CPU generating dropout masks costs more than the matmuls.
     model.dropout_rate = 0.0
     config.model = model
-    config.optimizer = ml_collections.ConfigDict({
-        "name": "adam", "learning_rate": 1e-3, "end_learning_rate": 1e-5, "warmup_steps": 50,
-        "b1": 0.9, "b2": 0.999, "weight_decay": 0.0, "grad_clip_norm": 1.0})
-    config.eval = ml_collections.ConfigDict({"num_clips": 256, "batch_size": 64})
+    config.optimizer = _common.optimizer("adam", 1e-3, 1e-5, 50, grad_clip_norm=1.0)
+    config.eval = _common.synthetic_eval(num_clips=256, batch_size=64)
     return config
 
 
 def _tiny_howto100m() -> ml_collections.ConfigDict:
     """The tiny model on a HowTo100M-layout dataset built with the builders' `tiny` config."""
-    from vatt.data import pipeline
     config = _tiny()
     config.variant = "tiny_howto100m"
-    config.total_steps = 100
-    config.batch_size = 8
-    config.log_every_steps = 10
-    config.checkpoint_every_steps = 50
-    data = pipeline.default_config()
+    config.total_steps, config.batch_size = 100, 8
+    config.log_every_steps, config.checkpoint_every_steps = 10, 50
+    data = _common.pipeline_config()
     data.name = "howto100m/tiny"   # 5 fps, 32 px, 8 kHz (python -m vatt.data.build ... --config=tiny)
     data.data_dir = ""             # required: the --data_dir given to python -m vatt.data.build
     data.num_frames = 8
@@ -122,28 +97,54 @@ def _tiny_howto100m() -> ml_collections.ConfigDict:
 
 
 def _paper(variant: str) -> ml_collections.ConfigDict:
-    config = _common(variant)
-    _run_schedule(config, total_steps=500_000, batch_size=2048, log_every=100,
-                  checkpoint_every=5000)
+    config = _pretrain_keys(variant)
+    config.total_steps, config.batch_size = 500_000, 2048
+    config.log_every_steps, config.checkpoint_every_steps = 100, 5000
     # Paper shapes: 32 frames of 224 px at 10 fps, 3.2 s of 48 kHz audio, K = 5 captions.
     # Real pretraining reads HowTo100M + AudioSet (configs select them via config.data).
-    config.data = _synthetic_data(32, 224, 48000, max_words=16, num_captions=5,
-                                  no_text_fraction=0.0)
+    config.data = _common.synthetic_data(32, 224, 48000, max_words=16, num_captions=5,
+                                         no_text_fraction=0.0)
     config.model = model_config(variant)
-    config.optimizer = ml_collections.ConfigDict({
-        "name": "adam", "learning_rate": 1e-4, "end_learning_rate": 5e-5,
-        "warmup_steps": 10_000,  # paper: 10k; official code: 5k
-        "b1": 0.9, "b2": 0.999, "weight_decay": 0.0, "grad_clip_norm": 0.0})
-    config.eval = ml_collections.ConfigDict({"num_clips": 256, "batch_size": 256})
+    # Warmup: paper 10k steps; official code 5k.
+    config.optimizer = _common.optimizer("adam", 1e-4, 5e-5, 10_000)
+    config.eval = _common.synthetic_eval(num_clips=256, batch_size=256)
     return config
 
 
+def _runlocal(config: ml_collections.ConfigDict) -> None:
+    """CPU-test scale, same code path: 1-layer backbones, small batch, few steps, small eval."""
+    model = config.model
+    for group in ("video", "audio", "text", "shared"):
+        if group in model:
+            model[group].num_layers = 1
+    if config.variant in PAPER_VARIANTS:
+        # Paper widths, small inputs: 8 frames of 64 px (2x4x4 voxels), 0.8 s of 48 kHz audio.
+        config.data.num_frames, config.data.frame_size = 8, 64
+        model.video.input_size = (8, 64, 64)
+        model.audio.input_samples = 38_400
+        config.batch_size, config.total_steps = 2, 2
+        config.eval.num_clips, config.eval.batch_size = 4, 2
+    else:
+        config.batch_size = 16 if config.data.name == "synthetic" else 4
+        config.total_steps = 300
+        config.eval.num_clips, config.eval.batch_size = 64, 16
+        config.eval.embedding_map_clips = 64
+    config.log_every_steps = 10
+    config.checkpoint_every_steps = 0
+    config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, 20)
+
+
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    variant = arg or "tiny"
+    parts, opts = config_files.options(arg)
+    variant = parts[0] if parts else "tiny"
     if variant == "tiny":
-        return _tiny()
-    if variant == "tiny_howto100m":
-        return _tiny_howto100m()
-    if variant in PAPER_VARIANTS:
-        return _paper(variant)
-    raise ValueError(f"configs/pretrain.py:{variant} is not a variant; use tiny or one of {PAPER_VARIANTS}")
+        config = _tiny()
+    elif variant == "tiny_howto100m":
+        config = _tiny_howto100m()
+    elif variant in PAPER_VARIANTS:
+        config = _paper(variant)
+    else:
+        raise ValueError(f"configs/pretrain.py:{variant} is not a variant; use one of {VARIANTS}")
+    if "runlocal" in opts:
+        _runlocal(config)
+    return config

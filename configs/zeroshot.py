@@ -1,4 +1,5 @@
-"""Zero-shot text<->video retrieval: configs/zeroshot.py:<dataset>[,<variant>].
+"""Zero-shot text<->video retrieval:
+configs/zeroshot.py:<dataset>[,<pretraining variant>][,runlocal] (or zeroshot:<...>).
 
   msrvtt     MSR-VTT 1k-A test (built msrvtt/default, split test, caption_1k: one caption per
              clip), 4 windows per clip.
@@ -6,46 +7,53 @@
   synthetic  the synthetic held-out split (distinct canonical captions).
 Video embeddings of the windows are averaged (zeroshot/t2v/..., zeroshot/v2t/...) and, as a
 variant, their similarities (zeroshot/simavg/...): R@1/5/10, MedR, MeanR. A JSON report lands in
-<workdir>/zeroshot/. Nothing is trained (see vatt.tasks.linear_probe.EvaluateTask).
+<workdir>/zeroshot/. Nothing is trained and nothing is checkpointed (vatt.tasks.evaluate).
 
   python -m vatt.main --config=configs/zeroshot.py:synthetic --workdir=/tmp/zs \
       --config.init_from=/tmp/pretrain_tiny
 The text vocabulary must be the pretraining one (config.evals.*.data.vocab_path).
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-_spec = importlib.util.spec_from_file_location(
-    "vatt_configs_downstream", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_downstream.py"))
-D = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(D)
+from vatt import config_files
+
+_common = config_files.sibling(__file__, "_common.py")
+_pretrain = config_files.sibling(__file__, "pretrain.py")
+DATASETS = ("synthetic", "msrvtt", "youcook2")
 
 
-def zeroshot_entry(dataset: str) -> ml_collections.ConfigDict:
+def zeroshot_entry(dataset: str, runlocal: bool = False) -> ml_collections.ConfigDict:
     """The `evals` entry of a retrieval evaluation (also usable during pretraining)."""
-    e = ml_collections.ConfigDict({"kind": "zeroshot", "dataset": dataset, "batch_size": 64,
-                                   "write_report": True})
+    e = ml_collections.ConfigDict({"kind": "zeroshot", "dataset": dataset, "prefix": "",
+                                   "batch_size": 64, "write_report": True})
     if dataset == "synthetic":
         e.num_clips = 512
+        if runlocal:  # the held-out clips pretrain:tiny,runlocal evaluates itself on
+            e.num_clips, e.batch_size = 64, 16
     elif dataset in ("msrvtt", "youcook2"):
         name = {"msrvtt": "msrvtt/default", "youcook2": "youcook2/default"}[dataset]
-        e.data = D.real_data(name, "test", "video,text")
+        e.data = _common.real_data(name, "test", "video,text")
         e.data.caption_key = "caption_1k" if dataset == "msrvtt" else "caption"
         e.data.num_captions = 1
         e.data.eval_num_clips = 4
         e.split = "test" if dataset == "msrvtt" else "validation"
     else:
-        raise ValueError(f"configs/zeroshot.py:{dataset}: use msrvtt, youcook2 or synthetic")
+        raise ValueError(f"configs/zeroshot.py:{dataset}: use one of {DATASETS}")
     return e
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
-    config, dataset, variant = D.base("zeroshot", arg, "mbs")
-    config.evals = ml_collections.ConfigDict({f"zeroshot_{dataset}": zeroshot_entry(dataset)})
-    if dataset == "synthetic":
-        config.data = D.synthetic_data(variant)
-    D.evaluate_only(config)
+    parts, opts = config_files.options(arg)
+    dataset = parts[0] if parts else "synthetic"
+    variant = parts[1] if len(parts) > 1 else ("tiny" if dataset == "synthetic" else "mbs")
+    pre = _pretrain.get_config(",".join([variant, *sorted(opts)]))
+    config = _common.run_keys("zeroshot", variant)  # total_steps 0: evaluate only
+    config.dataset = dataset
+    config.model = pre.model
+    entry = zeroshot_entry(dataset, "runlocal" in opts)
+    config.evals = ml_collections.ConfigDict({f"zeroshot_{dataset}": entry})
+    # A real dataset: config.data is the entry's data section itself (one object), so
+    # --config.data.data_dir=... reaches the evaluator.
+    config.data = pre.data if dataset == "synthetic" else entry.data
     return config

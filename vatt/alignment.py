@@ -30,13 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_KERNELS = ("linear", "rbf")
+CKA_KERNELS = ("linear", "rbf")
 
 
 def _check(x: jax.Array, y: jax.Array, kernel: str, debiased: bool) -> None:
     """Trace-time (static shape) validation."""
-    if kernel not in _KERNELS:
-        raise ValueError(f"kernel must be one of {_KERNELS}, got {kernel!r}")
+    if kernel not in CKA_KERNELS:
+        raise ValueError(f"kernel must be one of {CKA_KERNELS}, got {kernel!r}")
     if x.ndim != 2 or y.ndim != 2:
         raise ValueError(f"cka expects x [n, d1] and y [n, d2], got {x.shape} and {y.shape}")
     if x.shape[0] != y.shape[0]:

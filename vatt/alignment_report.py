@@ -18,7 +18,6 @@ Writes <out>/cka_layers.json and <out>/cka_layers_video_text.png, cka_layers_vid
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from typing import Any
@@ -26,28 +25,6 @@ from typing import Any
 import numpy as np
 
 PAIRS = {"video_text": ("video", "text", "vt"), "video_audio": ("video", "audio", "va")}
-
-
-# ----------------------------------------------------------------------------- config
-def _tuples(value: Any) -> Any:
-    """JSON turns the config's tuples (patch sizes, input sizes) into lists; undo that."""
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
-
-
-def load_config(workdir: str):
-    """The run's ConfigDict from <workdir>/config.json (written by the train loop)."""
-    import ml_collections
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"{path} does not exist; pass the run's config with --config=configs/<file>.py:<arg> "
-            "(and the same --config.<key>=<value> overrides the run used).")
-    with open(path, encoding="utf-8") as f:
-        return ml_collections.ConfigDict(_tuples(json.load(f)))
 
 
 # ----------------------------------------------------------------------------- CKA matrices
@@ -77,82 +54,29 @@ def cka_matrices(xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int
 def restore(config, workdir: str):
     """(task, mesh, graphdef, params, rest, step) of the latest good checkpoint in workdir.
 
-    The abstract train state is built with eval_shape (no parameter is materialised before
-    the restore), replicated over the current mesh.
+    The train state is the loop's own (vatt.train.state.create_train_state, abstract: nothing
+    is allocated before the restore), replicated over the current mesh; the checkpoint is read
+    by the loop's own restore path, read-only.
     """
-    import jax
-    import jax.numpy as jnp
-    import orbax.checkpoint as ocp
-    from flax import nnx
-
-    from vatt.tasks import get_task
-    from vatt.train import partitioning
+    from vatt.parallel.mesh import make_mesh
+    from vatt.tasks import build_task
+    from vatt.train.checkpointing import Checkpointer
     from vatt.train.optimizer import build_optimizer
-    from vatt.train.state import TrainState, split_model
+    from vatt.train.state import create_train_state
 
-    mesh = partitioning.make_mesh(config.mesh.data)
-    task = get_task(config)
+    mesh = make_mesh(config.mesh.data)
+    task = build_task(config)
     tx, _ = build_optimizer(config.optimizer, config.total_steps)
-    seed = int(config.seed)
-    rngs = lambda: nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2)  # noqa: E731
-
-    def init() -> TrainState:  # the same tree as vatt.train.loop.create_train_state
-        _, params, rest = split_model(task.build_model(rngs()), task.trainable)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
-                          opt_state=tx.init(params),
-                          rng=jax.random.key_data(jax.random.key(seed + 3)),
-                          skipped=jnp.zeros((), jnp.int32))
-
-    graphdef, _, _ = split_model(nnx.eval_shape(lambda: task.build_model(rngs())),
-                                 task.trainable)
-    sharding = partitioning.replicated(mesh)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                            jax.eval_shape(init))
-    directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    # read_only: never clean up or delete anything in a directory a run may be writing to.
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-        read_only=True, create=False, save_interval_steps=0))
+    graphdef, abstract, _ = create_train_state(task, tx, mesh, int(config.seed), abstract=True)
+    checkpointer = Checkpointer(workdir, read_only=True)
     try:
-        for step in sorted(manager.all_steps(), reverse=True):
-            try:
-                restored = manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract)))
-            except Exception as e:  # a damaged checkpoint: try the previous one
-                print(f"checkpoint {step} could not be loaded ({type(e).__name__}); trying the "
-                      "previous one", file=sys.stderr)
-                continue
-            state = restored.state
-            return task, mesh, graphdef, state.params, state.rest, int(state.step)
+        restored = checkpointer.restore_latest(abstract)
     finally:
-        manager.close()
-    raise FileNotFoundError(f"no checkpoint that loads in {directory}")
-
-
-def held_out_features(task, config, mesh, graphdef, params, rest, num_clips: int,
-                      batch_size: int) -> dict[str, np.ndarray]:
-    """Backbone layers, pooled outputs and common-space embeddings of the held-out synthetic
-    clips (keys of vatt.evaluation.zeroshot.features_fn), each [num_clips, d]."""
-    import jax
-
-    from vatt.data import synthetic
-    from vatt.evaluation.zeroshot import features_fn
-    from vatt.train.partitioning import fetch, host_to_global
-    world = getattr(task, "world", None)
-    if world is None:
-        from vatt.tasks.pretrain import world_spec
-        world = synthetic.SyntheticWorld(world_spec(config.data), config.seed)
-    features = jax.jit(features_fn(graphdef))
-    chunks = []
-    for host_batch in world.eval_batches(num_clips, batch_size, jax.process_index(),
-                                         jax.process_count()):
-        valid = host_batch.pop("valid")
-        inputs = host_to_global({k: host_batch[k] for k in ("video", "audio", "text")}, mesh)
-        out = fetch(features(params, rest, inputs))
-        out["valid"] = fetch(host_to_global({"v": valid}, mesh))["v"]
-        chunks.append(out)
-    stacked = {k: np.concatenate([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
-    keep = stacked.pop("valid") > 0
-    return {k: v[keep] for k, v in stacked.items()}
+        checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint that loads in {checkpointer.directory}")
+    state = restored[0]
+    return task, mesh, graphdef, state.params, state.rest, int(state.step)
 
 
 def alignment_report(workdir: str, *, config=None, num_clips: int = 256,
@@ -166,13 +90,17 @@ def alignment_report(workdir: str, *, config=None, num_clips: int = 256,
     """
     import jax
 
-    from vatt.evaluation.zeroshot import layer_stack
-    config = config if config is not None else load_config(workdir)
+    from vatt.data import synthetic
+    from vatt.evaluation.base import EvalContext
+    from vatt.evaluation.zeroshot import held_out_features, layer_stack
+    from vatt.train.loop import read_config_json
+    config = config if config is not None else read_config_json(workdir)
     batch_size = int(batch_size or config.eval.batch_size)
     out_dir = out_dir or os.path.join(workdir, "alignment")
     task, mesh, graphdef, params, rest, step = restore(config, workdir)
+    ctx = EvalContext(graphdef, params, rest, mesh, workdir, step)
     with jax.set_mesh(mesh):
-        feats = held_out_features(task, config, mesh, graphdef, params, rest, num_clips,
+        feats = held_out_features(ctx, synthetic.world_from_config(config.data), num_clips,
                                   batch_size)
     n = int(feats["video_pooled"].shape[0])
     report: dict[str, Any] = {"workdir": os.path.abspath(workdir), "step": step,
@@ -245,4 +173,6 @@ if __name__ == "__main__":
     _CONFIG = config_flags.DEFINE_config_file(
         "config", None, "The run's config if <workdir>/config.json is missing "
         "(configs/pretrain.py:tiny plus the run's --config.<key> overrides).")
-    app.run(main)
+    from vatt import config_files
+    app.run(main, flags_parser=lambda argv: app.parse_flags_with_usage(
+        config_files.resolve_argv(argv)))

@@ -2,14 +2,34 @@
 
 Each problem is reported in one line naming the key, the value and what would be
 valid, e.g. ``config.batch_size=30 is not divisible by the 8 devices: use a
-multiple of 8, such as 32``.
+multiple of 8, such as 32``. Every key with a fixed set of values is checked against the set
+its module defines, so a typo never silently selects a default.
 """
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 import ml_collections
 
+from vatt.alignment import CKA_KERNELS
+from vatt.data.pipeline_config import CROPS, EVAL_NUM_CROPS
+from vatt.data.synthetic import FACTOR_NAMES, NUM_COMBINATIONS
+from vatt.evaluation.linear_probe import CLASSIFIERS
+from vatt.evaluation.registry import KINDS as EVAL_KINDS
+from vatt.losses import MIL_NCE_VARIANTS
+from vatt.models.configs import VARIANTS as MODEL_VARIANTS
+from vatt.models.droptoken import DROPTOKEN_MODES
+from vatt.models.heads import BN_PLACEMENTS, HEAD_KINDS
+from vatt.models.transformer import ATTENTION_IMPLS, REMAT_POLICIES
+from vatt.models.vatt_model import DTYPES
+from vatt.tasks import EVALUATE_ONLY, TASKS
+from vatt.train.optimizer import OPTIMIZERS
+
 REQUIRED_KEYS = ("task", "total_steps", "batch_size", "seed", "log_every_steps", "eval_every_steps")
+NONFINITE = ("skip", "stop")
+EMBEDDING_MAPS = ("tsne", "pca")
+MODALITIES = ("video", "audio")
 
 
 class ConfigError(ValueError):
@@ -21,6 +41,18 @@ def _require(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _one_of(config: ml_collections.ConfigDict, key: str, allowed: Iterable[Any]) -> None:
+    """config.<key> (dotted) must be one of `allowed`."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            return  # sections a task does not have are not checked
+        node = node[part]
+    allowed = tuple(allowed)
+    _require(node in allowed, f"config.{key}={node!r} is not known: use one of "
+             f"{', '.join(repr(a) for a in allowed)}")
+
+
 def _tuple(value) -> tuple[int, ...]:
     return tuple(int(v) for v in (value if isinstance(value, (tuple, list)) else (value,)))
 
@@ -29,31 +61,42 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     """Raises ConfigError for the first invalid value found."""
     for key in REQUIRED_KEYS:
         _require(key in config, f"config.{key} is missing: every config needs {', '.join(REQUIRED_KEYS)}")
-    evaluate_only = config.task in ("linear_probe", "zeroshot")
-    _require(config.total_steps >= (0 if evaluate_only else 1),
-             f"config.total_steps={config.total_steps} must be >= 1"
-             + (" (0 for evaluate-only tasks)" if evaluate_only else ""))
+    _one_of(config, "task", TASKS)
+    evaluate_only = config.task in EVALUATE_ONLY
+    if evaluate_only:
+        _require(config.total_steps == 0,
+                 f"config.total_steps={config.total_steps}: task {config.task!r} evaluates "
+                 "only (nothing is trained); use 0")
+    else:
+        _require(config.total_steps >= 1, f"config.total_steps={config.total_steps} must be >= 1")
     _require(config.log_every_steps >= 1,
              f"config.log_every_steps={config.log_every_steps} must be >= 1")
     _require(config.eval_every_steps >= 0,
              f"config.eval_every_steps={config.eval_every_steps} must be >= 0 (0: evaluate only at the end)")
-    mesh_data = config.get("mesh", {}).get("data", -1)
+    _one_of(config, "nonfinite", NONFINITE)
+    mesh_data = config.mesh.data
     devices = num_devices if mesh_data in (-1, None) else int(mesh_data)
     _require(1 <= devices <= num_devices,
              f"config.mesh.data={mesh_data} but {num_devices} devices are visible: use -1 (all) "
              f"or a number in [1, {num_devices}]")
-    for key, value in (("batch_size", config.batch_size),
-                       ("eval.batch_size", config.get("eval", {}).get("batch_size", devices))):
-        multiple = max(devices, num_processes)
+    multiple = max(devices, num_processes)
+    batch_keys = [("batch_size", config.batch_size)] if not evaluate_only else []
+    if "eval" in config:
+        batch_keys.append(("eval.batch_size", config.eval.batch_size))
+    batch_keys += [(f"evals.{n}.batch_size", e.batch_size) for n, e in config.evals.items()]
+    for key, value in batch_keys:
         _require(value >= 1 and value % multiple == 0,
                  f"config.{key}={value} is not divisible by the {multiple} devices: use a multiple "
                  f"of {multiple}, such as {max(multiple, (value // multiple + 1) * multiple)}")
+    _require(config.memory_limit_gib >= 0,
+             f"config.memory_limit_gib={config.memory_limit_gib} must be >= 0 (0: the device's)")
+    if "model" in config:
+        _validate_model(config.model)
     if "data" in config and "model" in config:
         _validate_shapes(config)
-    if "optimizer" in config:
+    if "optimizer" in config and not evaluate_only:
         opt = config.optimizer
-        _require(opt.name in ("adam", "adamw", "sgd"),
-                 f"config.optimizer.name={opt.name!r} is not known: use adam, adamw or sgd")
+        _one_of(config, "optimizer.name", OPTIMIZERS)
         _require(opt.learning_rate > 0, f"config.optimizer.learning_rate={opt.learning_rate} must be > 0")
         _require(0 <= opt.warmup_steps <= config.total_steps,
                  f"config.optimizer.warmup_steps={opt.warmup_steps} must be in [0, total_steps="
@@ -61,58 +104,101 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     if "loss" in config:
         loss = config.loss
         _require(loss.temperature > 0, f"config.loss.temperature={loss.temperature} must be > 0")
-        _require(loss.combine in ("mean", "sum"),
-                 f"config.loss.combine={loss.combine!r}: use 'mean' (official code) or 'sum' (paper)")
+        _one_of(config, "loss.combine", ("mean", "sum"))
         _require(loss.va_weight >= 0 and loss.vt_weight >= 0 and loss.va_weight + loss.vt_weight > 0,
                  f"config.loss.va_weight={loss.va_weight}, vt_weight={loss.vt_weight}: use "
                  "non-negative weights with a positive sum")
-        _require(loss.mil_nce_variant in ("asymmetric", "symmetric"),
-                 f"config.loss.mil_nce_variant={loss.mil_nce_variant!r}: use 'asymmetric' or 'symmetric'")
+        _one_of(config, "loss.mil_nce_variant", MIL_NCE_VARIANTS)
+        _one_of(config, "loss.cka_kernel", CKA_KERNELS)
     if "eval" in config and "num_clips" in config.eval:
-        from vatt.data.synthetic import NUM_COMBINATIONS
         _require(1 <= config.eval.num_clips <= NUM_COMBINATIONS,
                  f"config.eval.num_clips={config.eval.num_clips} must be in [1, {NUM_COMBINATIONS}] so "
                  "that every held-out caption is distinct")
+        _one_of(config, "eval.embedding_map", EMBEDDING_MAPS)
+    if "finetune" in config:
+        _one_of(config, "finetune.modality", MODALITIES)
+        _factors("finetune.label_factors", config.finetune.label_factors)
+    for name, entry in config.evals.items():
+        _validate_eval_entry(config, name, entry)
+
+
+def _validate_model(model: ml_collections.ConfigDict) -> None:
+    def check(key: str, allowed: Iterable[Any]) -> None:
+        _one_of(ml_collections.ConfigDict({"model": model}), key, allowed)
+    check("model.backbone", ("modality_specific", "shared"))
+    check("model.dtype", DTYPES)
+    check("model.attention_impl", ATTENTION_IMPLS)
+    check("model.remat_policy", ("none",) + tuple(REMAT_POLICIES))
+    check("model.droptoken_mode", DROPTOKEN_MODES)
+    check("model.head.kind", HEAD_KINDS)
+    check("model.head.bn_placement", BN_PLACEMENTS)
+    if "variant" in model:
+        check("model.variant", MODEL_VARIANTS)
+
+
+def _factors(key: str, factors) -> None:
+    unknown = [f for f in factors if f not in FACTOR_NAMES]
+    _require(bool(factors) and not unknown,
+             f"config.{key}={tuple(factors)}: use a non-empty subset of {FACTOR_NAMES}")
+
+
+def _validate_eval_entry(config: ml_collections.ConfigDict, name: str,
+                         entry: ml_collections.ConfigDict) -> None:
+    _one_of(config, f"evals.{name}.kind", EVAL_KINDS)
+    if entry.dataset == "synthetic":
+        _require(config.data.name == "synthetic",
+                 f"config.evals.{name}.dataset='synthetic' needs config.data.name='synthetic' "
+                 f"(it is {config.data.name!r}): evaluate on a built dataset instead")
+    if entry.kind == "linear_probe":
+        unknown = [c for c in entry.classifiers if c not in CLASSIFIERS]
+        _require(bool(entry.classifiers) and not unknown,
+                 f"config.evals.{name}.classifiers={tuple(entry.classifiers)}: use a non-empty "
+                 f"subset of {CLASSIFIERS}")
+        _require(entry.primary in entry.classifiers,
+                 f"config.evals.{name}.primary={entry.primary!r} must be one of its classifiers "
+                 f"{tuple(entry.classifiers)}")
+        _one_of(config, f"evals.{name}.modality", MODALITIES)
+        if entry.dataset == "synthetic":
+            _factors(f"evals.{name}.label_factors", entry.label_factors)
+    if "data" in entry:
+        _one_of(config, f"evals.{name}.data.crop", CROPS)
+        _one_of(config, f"evals.{name}.data.eval_num_crops", EVAL_NUM_CROPS)
 
 
 def _validate_shapes(config: ml_collections.ConfigDict) -> None:
     data, model = config.data, config.model
-    synthetic = data.get("name", "synthetic") == "synthetic"
+    synthetic = data.name == "synthetic"
     if not synthetic:
-        _require(bool(data.get("data_dir", "")) or str(data.name).startswith("dmvr:"),
+        _require(bool(data.data_dir) or str(data.name).startswith("dmvr:"),
                  f"config.data.data_dir is empty but config.data.name={data.name!r} is a built "
                  "dataset: set it to the --data_dir given to python -m vatt.data.build")
+        _one_of(config, "data.crop", CROPS)
+        _one_of(config, "data.eval_num_crops", EVAL_NUM_CROPS)
     frames = (data.num_frames, data.frame_size, data.frame_size)
-    video = model.get("video", None)
-    if video is not None and "patch_size" in video:
-        patch = _tuple(video.patch_size)
-        _require(len(patch) == 3, f"config.model.video.patch_size={patch} must be (t, h, w)")
-        for name, size, p in zip(("num_frames", "frame_size", "frame_size"), frames, patch):
-            _require(p >= 1 and size % p == 0,
-                     f"config.model.video.patch_size={patch} does not divide the clip "
-                     f"{frames[0]}x{frames[1]}x{frames[2]} (config.data.{name}={size}): pick a patch "
-                     f"size that divides it, e.g. {tuple(d for d in _divisors_like(frames, patch))}")
-    audio = model.get("audio", None)
+    video = model.video
+    patch = _tuple(video.patch_size)
+    _require(len(patch) == 3, f"config.model.video.patch_size={patch} must be (t, h, w)")
+    for name, size, p in zip(("num_frames", "frame_size", "frame_size"), frames, patch):
+        _require(p >= 1 and size % p == 0,
+                 f"config.model.video.patch_size={patch} does not divide the clip "
+                 f"{frames[0]}x{frames[1]}x{frames[2]} (config.data.{name}={size}): pick a patch "
+                 f"size that divides it, e.g. {tuple(d for d in _divisors_like(frames, patch))}")
     if synthetic:
         samples = int(round(data.num_frames / data.fps * data.audio_rate))
     else:  # 0: set by the stored sample rate, known only when reading
-        samples = int(data.get("audio_samples", 0))
-    if audio is not None and "patch_size" in audio and samples:
-        p = int(_tuple(audio.patch_size)[0])
+        samples = int(data.audio_samples)
+    if samples:
+        p = int(_tuple(model.audio.patch_size)[0])
         _require(p >= 1 and samples % p == 0,
                  f"config.model.audio.patch_size={p} does not divide the {samples} audio samples of a "
                  f"clip (num_frames/fps*audio_rate): use a divisor of {samples}")
     for modality in ("video", "audio"):
-        sub = model.get(modality, None)
-        if sub is not None and "droptoken_keep" in sub:
-            keep = sub.droptoken_keep
-            _require(0 < keep <= 1, f"config.model.{modality}.droptoken_keep={keep} must be in (0, 1]")
-    text = model.get("text", None)
-    max_words = data.get("max_words", data.get("max_text_len", 0))
-    if text is not None and "max_len" in text:
-        _require(max_words <= text.max_len,
-                 f"config.data text length {max_words} exceeds config.model.text.max_len="
-                 f"{text.max_len}: raise max_len or shorten the captions")
+        keep = model[modality].droptoken_keep
+        _require(0 < keep <= 1, f"config.model.{modality}.droptoken_keep={keep} must be in (0, 1]")
+    max_words = data.max_words if synthetic else data.max_text_len
+    _require(max_words <= model.text.max_len,
+             f"config.data text length {max_words} exceeds config.model.text.max_len="
+             f"{model.text.max_len}: raise max_len or shorten the captions")
 
 
 def _divisors_like(sizes: tuple[int, ...], patch: tuple[int, ...]) -> list[int]:

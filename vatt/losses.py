@@ -43,7 +43,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 # Masked logits are set to this instead of -inf so log-sum-exp and its gradient never see
 # inf - inf (NaN). |logits| <= 1/tau (~14 for tau=0.07) so this is "minus infinity" in practice.
 _NEG = -1e9
-_VARIANTS = ("asymmetric", "symmetric")
+MIL_NCE_VARIANTS = ("asymmetric", "symmetric")
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
@@ -63,8 +63,8 @@ def _prepare(video: jax.Array, text: jax.Array, text_mask: jax.Array | None,
 
     Returns (v [B,D] f32, t [B,K,D] f32, cand [B,K] bool, svalid [B] bool).
     """
-    if variant not in _VARIANTS:
-        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    if variant not in MIL_NCE_VARIANTS:
+        raise ValueError(f"variant must be one of {MIL_NCE_VARIANTS}, got {variant!r}")
     if video.ndim != 2 or text.ndim != 3:
         raise ValueError(f"expected video [B, D] and text [B, K, D], got {video.shape}, {text.shape}")
     b, k, d = text.shape

@@ -1,7 +1,9 @@
-r"""Entry point: python -m vatt.main --config=configs/<file>.py[:<arg>] --workdir=<dir>.
+r"""Entry point: python -m vatt.main --config=<config>[:<arg>] --workdir=<dir>.
 
-Override any config key with --config.<key>=<value>. The config is validated before
-anything starts; a bad value stops the run with one line naming the key and the fix.
+<config> is a config file (configs/pretrain.py) or a shipped config's name (pretrain), so an
+installed package runs from anywhere: python -m vatt.main --config=pretrain:tiny --workdir=/tmp/t
+(vatt.config_files). Override any config key with --config.<key>=<value>. The config is validated
+before anything starts; a bad value stops the run with one line naming the key and the fix.
 
   --dry_run        build the model abstractly (no parameter memory, no data), print a
                    per-module table and one JSON line of parameter, token and FLOP counts.
@@ -18,12 +20,18 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:tiny.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and plots.")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the model summary as JSON and exit.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Total number of processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+from vatt import config_files
+
+
+def _define_flags() -> None:
+    """Flags of the command line (defined when it runs, not when the module is imported)."""
+    config_flags.DEFINE_config_file("config", None, "Config file or shipped config name, e.g. "
+                                    "configs/pretrain.py:tiny or pretrain:tiny.")
+    flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and plots.")
+    flags.DEFINE_bool("dry_run", False, "Print the model summary as JSON and exit.")
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+    flags.DEFINE_integer("num_processes", None, "Total number of processes.")
+    flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
 def _fail(message: str) -> None:
@@ -49,69 +57,64 @@ def _dry_run(config) -> None:
     print(json.dumps(report))
 
 
-def _report_zeroshot(metrics: dict[str, float]) -> None:
-    """States plainly whether zero-shot retrieval is far above chance."""
-    n = metrics.get("zeroshot/num_clips")
-    if not n:
-        return
-    chance = 100.0 / n
-    lines = [f"Zero-shot retrieval on {int(n)} held-out clips (chance R@1 = {chance:.2f}%):"]
-    ok = True
-    for task, label in (("t2v", "text->video"), ("v2a", "video->audio")):
-        r1 = metrics[f"zeroshot/{task}/R@1"]
-        ratio = r1 / chance
-        ok &= ratio >= 25
-        lines.append(f"  {label:13s} R@1 {r1:6.2f}%  R@5 {metrics[f'zeroshot/{task}/R@5']:6.2f}%  "
-                     f"R@10 {metrics[f'zeroshot/{task}/R@10']:6.2f}%  MedR "
-                     f"{metrics[f'zeroshot/{task}/MedR']:.1f}  = {ratio:.1f}x chance")
-    lines.append("RESULT: both R@1 are at least 25x chance: the model learned the shared factors."
-                 if ok else "RESULT: an R@1 is below 25x chance: the model has not learned enough.")
-    print("\n".join(lines), flush=True)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}: use --flag=value")
-    config = _CONFIG.value
+    f = flags.FLAGS
+    config = f.config
     if config is None:
-        _fail("--config is required, e.g. --config=configs/pretrain.py:tiny")
+        _fail("--config is required, e.g. --config=configs/pretrain.py:tiny or --config=pretrain:tiny")
     # TensorFlow (data layer only) must never take an accelerator from JAX.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    if _DRY_RUN.value:
+    if f.dry_run:
         _dry_run(config)
         return
-    if not _WORKDIR.value:
+    if not f.workdir:
         _fail("--workdir is required for training, e.g. --workdir=/tmp/vatt_tiny")
 
-    if _COORDINATOR.value or _NUM_PROCESSES.value or _in_multiprocess_cluster():
+    if f.coordinator_address or f.num_processes or _in_multiprocess_cluster():
         from vatt.parallel.distributed import initialize
-        initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        initialize(f.coordinator_address, f.num_processes, f.process_id)
 
     import jax
 
-    from vatt.config_validation import ConfigError, validate
-    try:
-        validate(config, jax.device_count(), jax.process_count())
-    except ConfigError as e:
-        _fail(str(e))
-
-    from vatt.train.loop import NonFiniteError, OutOfMemoryError, Preempted, train_and_evaluate
+    from vatt import experiment
+    from vatt.config_validation import ConfigError
+    from vatt.train.loop import NonFiniteError, OutOfMemoryError, Preempted
     logging.set_verbosity(logging.WARNING)
     try:
-        metrics = train_and_evaluate(config, _WORKDIR.value)
+        metrics = experiment.run(config, f.workdir)
+    except ConfigError as e:
+        _fail(str(e))
     except Preempted as e:
         # A clean exit: the scheduler restarts the job and it resumes from this checkpoint.
         if jax.process_index() == 0:
-            print(f"Preempted at step {e.step}: checkpoint saved in {_WORKDIR.value}; run the "
+            print(f"Preempted at step {e.step}: checkpoint saved in {f.workdir}; run the "
                   "same command to continue.", flush=True)
         return
     except (NonFiniteError, OutOfMemoryError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     if jax.process_index() == 0:
-        _report_zeroshot(metrics)
+        summary = experiment.zeroshot_summary(metrics)
+        if summary:
+            print(summary, flush=True)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, after resolving --config to a file (a shipped config named from anywhere)."""
+    try:
+        argv = config_files.resolve_argv(argv)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    return app.parse_flags_with_usage(argv)
+
+
+def run_cli() -> None:
+    _define_flags()
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_cli()

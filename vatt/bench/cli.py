@@ -13,7 +13,7 @@ import jax
 
 from vatt.bench import peak, suite
 from vatt.bench.step import CONFIG_FILE, run_case
-from vatt.train.loop import OutOfMemoryError
+from vatt.train.step import OutOfMemoryError
 
 COLUMNS = (("case", 52), ("B/dev", 6), ("step ms", 9), ("steps/s", 8), ("clips/s", 9),
            ("GFLOP/step", 11), ("/3xfwd", 7), ("TFLOP/s", 8), ("MFU", 6), ("compile s", 9))
@@ -45,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--remats", default="", help="e.g. none,full,dots_saveable")
     p.add_argument("--attentions", default="", help="e.g. xla,cudnn (cudnn: GPU only)")
     p.add_argument("--matmul_size", type=int, default=0, help="0: 2048 on CPU, 8192 otherwise")
-    p.add_argument("--config_file", default=CONFIG_FILE)
+    p.add_argument("--config_file", default=CONFIG_FILE,
+                   help="pretraining config file or shipped config name")
     p.add_argument("--json_out", default="", help="also write the full results here")
     p.add_argument("--data", action="store_true",
                    help="also the input pipeline's clips/s per core (vatt.data.bench; TensorFlow)")

@@ -1,5 +1,5 @@
-"""One benchmark case: the loop's own train step (make_train_step / create_train_state /
-compile_with_memory_check from vatt.train.loop) on synthetic input already on the devices.
+"""One benchmark case: the loop's own train step (vatt.train.step.jit_train_step,
+vatt.train.state.create_train_state, compile_with_memory_check) on synthetic input already on the devices.
 
 No TensorFlow here: the model benchmark runs on a GPU machine without it.
 """
@@ -7,8 +7,6 @@ No TensorFlow here: the model benchmark runs on a GPU machine without it.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
 import statistics
 import time
 from typing import Any
@@ -17,17 +15,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 
-import vatt
+from vatt import config_files
 from vatt.models import summary
-from vatt.tasks import get_task
-from vatt.train import loop, partitioning
+from vatt.parallel import mesh as mesh_lib
+from vatt.tasks import build_task
 from vatt.train.optimizer import build_optimizer
-from vatt.train.state import TrainState, split_model
+from vatt.train.state import create_train_state
+from vatt.train.step import OutOfMemoryError, compile_with_memory_check, jit_train_step
 
-CONFIG_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(vatt.__file__))),
-                           "configs", "pretrain.py")
+# The shipped pretraining config (vatt.config_files finds it in a checkout and when installed).
+CONFIG_FILE = "pretrain"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,18 +55,11 @@ class Case:
                 f"attn={self.attention}")
 
 
-def load_config(variant: str, config_file: str = CONFIG_FILE) -> ml_collections.ConfigDict:
-    """configs/pretrain.py:<variant> (configs/ is a folder of files, not a package)."""
-    spec = importlib.util.spec_from_file_location("vatt_bench_pretrain_config", config_file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
-
-
 def case_config(case: Case, batch_per_device: int, num_devices: int,
                 config_file: str = CONFIG_FILE) -> ml_collections.ConfigDict:
-    """The pretraining config of `case` with its overrides applied."""
-    config = load_config(case.variant, config_file)
+    """The pretraining config of `case` (config_file: a config file or shipped name) with its
+    overrides applied."""
+    config = config_files.load(f"{config_file}:{case.variant}")
     config.batch_size = batch_per_device * num_devices
     model = config.model
     model.dtype = case.dtype
@@ -108,12 +99,7 @@ def synthetic_batch(config: ml_collections.ConfigDict, mesh, seed: int = 0
                 "text": jax.random.randint(kt, shapes["text"].shape, 1, vocab, jnp.int32),
                 "text_mask": jnp.ones(shapes["text_mask"].shape, jnp.float32)}
 
-    return jax.jit(make, out_shardings=partitioning.batch_sharding(mesh))()
-
-
-def jit_step(config, task, graphdef, tx, schedule, state_sharding, mesh):
-    """The loop's own jitted step (vatt/train/loop.py::jit_train_step)."""
-    return loop.jit_train_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
+    return jax.jit(make, out_shardings=mesh_lib.batch_sharding(mesh))()
 
 
 def _flops(cost: Any) -> float:
@@ -126,21 +112,10 @@ def _flops(cost: Any) -> float:
 def abstract_step_flops(config: ml_collections.ConfigDict, mesh) -> float:
     """Global FLOPs of one step from the lowered (not compiled) step on abstract state and
     batch: used for the model FLOPs of a rematerialised case (without remat recomputation)."""
-    task = get_task(config)
+    task = build_task(config)
     tx, schedule = build_optimizer(config.optimizer, config.total_steps)
-    build = lambda: task.build_model(nnx.Rngs(params=0, dropout=1, droptoken=2))
-    graphdef, _, _ = split_model(nnx.eval_shape(build), task.trainable)
-
-    def init() -> TrainState:
-        _, params, rest = split_model(build(), task.trainable)
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
-                          opt_state=tx.init(params),
-                          rng=jax.random.key_data(jax.random.key(0)),
-                          skipped=jnp.zeros((), jnp.int32))
-
-    state = jax.eval_shape(init)
-    sharding = jax.tree.map(partitioning.state_sharding_rule(mesh, False), state)
-    step_fn = jit_step(config, task, graphdef, tx, schedule, sharding, mesh)
+    graphdef, state, sharding = create_train_state(task, tx, mesh, config.seed, abstract=True)
+    step_fn = jit_train_step(config, task, graphdef, tx, schedule, sharding, mesh)
     return _flops(step_fn.lower(state, batch_shapes(config)).cost_analysis())
 
 
@@ -152,12 +127,12 @@ def largest_batch(step_fn, state, config, mesh, limit: int = 1024) -> int:
     while bpd <= limit:
         cfg = ml_collections.ConfigDict(config.to_dict())
         cfg.batch_size = bpd * n
-        sharding = partitioning.batch_sharding(mesh)
+        sharding = mesh_lib.batch_sharding(mesh)
         abstract = {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding)
                     for k, s in batch_shapes(cfg).items()}
         try:
-            loop.compile_with_memory_check(step_fn, state, abstract, verbose=False)
-        except loop.OutOfMemoryError:
+            compile_with_memory_check(step_fn, state, abstract, verbose=False)
+        except OutOfMemoryError:
             break
         best, bpd = bpd, bpd * 2
     return best
@@ -173,14 +148,14 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
     remat recomputation included), flops_3x_forward (cross-check: 3 x summary.forward_gflops),
     achieved_flops (model FLOPs / step_s), compile_s, loss, and the case's settings.
     """
-    mesh = partitioning.make_mesh(-1)
+    mesh = mesh_lib.make_mesh(-1)
     n = mesh.size
     with jax.set_mesh(mesh):
         config = case_config(case, max(case.batch_per_device, 1), n, config_file)
-        task = get_task(config)
+        task = build_task(config)
         tx, schedule = build_optimizer(config.optimizer, config.total_steps)
-        graphdef, state, state_sharding = loop.create_train_state(task, tx, mesh, config.seed)
-        step_fn = jit_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
+        graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed)
+        step_fn = jit_train_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
         bpd = case.batch_per_device
         if bpd == 0:
             key = (case.variant, case.dtype, case.remat, case.attention, case.layers)
@@ -192,18 +167,19 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
                 # Probe at keep 100%, the most memory, so every keep rate runs the same batch.
                 probe = dataclasses.replace(case, keep=1.0)
                 pcfg = case_config(probe, 1, n, config_file)
-                ptask = get_task(pcfg)
-                pgraph, pstate, pshard = loop.create_train_state(ptask, tx, mesh, pcfg.seed)
-                pstep = jit_step(pcfg, ptask, pgraph, tx, schedule, pshard, mesh)
+                ptask = build_task(pcfg)
+                pgraph, pstate, pshard = create_train_state(ptask, tx, mesh, pcfg.seed,
+                                                            abstract=True)
+                pstep = jit_train_step(pcfg, ptask, pgraph, tx, schedule, pshard, mesh)
                 cache[key] = largest_batch(pstep, pstate, pcfg, mesh)
                 del pstate
             bpd = cache[key]
             if bpd == 0:
-                raise loop.OutOfMemoryError(f"{case.name}: one clip per device does not fit")
+                raise OutOfMemoryError(f"{case.name}: one clip per device does not fit")
             config.batch_size = bpd * n
         batch = synthetic_batch(config, mesh)
         t = time.perf_counter()
-        compiled = loop.compile_with_memory_check(step_fn, state, batch, verbose=False)
+        compiled = compile_with_memory_check(step_fn, state, batch, verbose=False)
         compile_s = time.perf_counter() - t
         hw_flops = _flops(compiled.cost_analysis()) * n  # cost analysis is per device (SPMD)
         if case.remat == "none":

@@ -30,217 +30,186 @@ import tensorflow as tf
 from vatt.data import sources as src_lib
 from vatt.data import tokenizer as tok
 from vatt.data import transforms as T
+from vatt.data.pipeline_config import default_config  # noqa: F401 (re-exported)
 from vatt.data.tf_setup import hide_accelerators
 
 STATE_VERSION = 1
 _META = ("_src", "_epoch", "_index")
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """Data config (`config.data` of a run); see the field comments."""
-  c = ml_collections.ConfigDict()
-  c.name = "howto100m/default"  # tfds "name[/config]" or "dmvr:<glob>"
-  c.split = "train"  # tfds split expression, e.g. "fold1+fold2+fold3+fold4"
-  c.mixture = ""  # "howto100m/default:train:1,audioset/default:unbalanced_train:1" overrides name/split
-  c.data_dir = ""
-  c.modalities = "auto"  # or a comma list of video,audio,text,label
-  c.num_frames = 32
-  c.target_fps = 10.0
-  c.frame_size = 224
-  c.audio_samples = 0  # 0: num_frames / target_fps seconds at the stored sample rate (synced)
-  c.crop = "inception"  # "inception" (random resized crop) | "vgg" (scale jitter + random crop)
-  c.min_area = 0.08  # inception crop: area range (min_area, 1)
-  c.vgg_resize = (256, 320)  # vgg crop: short side resized to U[lo, hi] before a frame_size crop
-  c.flip = True
-  c.color_jitter = 1.0  # strength; 0 disables
-  c.audio_noise = 0.0  # std of Gaussian noise added to training audio
-  c.num_captions = 4  # K
-  c.max_text_len = 16  # L
-  c.caption_key = "caption"  # MSR-VTT 1k-A retrieval: "caption_1k"
-  c.vocab_path = ""  # "" = the vocab.txt stored with the first source that has captions
-  c.eval_num_clips = 1
-  c.eval_num_crops = 1  # 1 (centre) or 3 (start / centre / end of the long side)
-  c.eval_crop_fraction = 1.0  # eval crop side as a fraction of the short side
-  c.shuffle_buffer = 1024
-  c.dmvr_fps = 25.0  # stored rates of DMVR TFRecords
-  c.dmvr_sample_rate = 48000
-  c.dmvr_num_classes = 0
-  return c
-
-
 def _sources(cfg: ml_collections.ConfigDict) -> list[src_lib.Source]:
-  specs = src_lib.parse_mixture(cfg.mixture) if cfg.mixture else [(cfg.name, cfg.split, 1.0)]
-  out = []
-  for name, split, w in specs:
-    if name.startswith("dmvr:"):
-      out.append(src_lib.dmvr_source(name[5:], w, cfg.dmvr_fps, cfg.dmvr_sample_rate,
-                                     num_classes=cfg.dmvr_num_classes))
-    else:
-      out.append(src_lib.tfds_source(name, split, w, cfg.data_dir, cfg.caption_key))
-  return out
+    specs = src_lib.parse_mixture(cfg.mixture) if cfg.mixture else [(cfg.name, cfg.split, 1.0)]
+    out = []
+    for name, split, w in specs:
+        if name.startswith("dmvr:"):
+            out.append(src_lib.dmvr_source(name[5:], w, cfg.dmvr_fps, cfg.dmvr_sample_rate,
+                                           num_classes=cfg.dmvr_num_classes))
+        else:
+            out.append(src_lib.tfds_source(name, split, w, cfg.data_dir, cfg.caption_key))
+    return out
 
 
 def _modalities(cfg, sources: list[src_lib.Source]) -> set[str]:
-  if cfg.modalities != "auto":
-    mods = {m.strip() for m in cfg.modalities.split(",") if m.strip()}
-  else:
-    mods = set()
-    if all(s.has_video for s in sources):
-      mods.add("video")
-    if all(s.has_audio for s in sources):
-      mods.add("audio")
-    if any(s.caption_key for s in sources):
-      mods.add("text")
-    if len(sources) == 1 and sources[0].label_kind:
-      mods.add("label")
-  for s in sources:
-    if "video" in mods and not s.has_video:
-      raise ValueError(f"config.data.modalities asks for video but {s.name} has none; drop 'video'.")
-    if "audio" in mods and not s.has_audio:
-      raise ValueError(f"config.data.modalities asks for audio but {s.name} has none; drop 'audio'.")
-  return mods
+    if cfg.modalities != "auto":
+        mods = {m.strip() for m in cfg.modalities.split(",") if m.strip()}
+    else:
+        mods = set()
+        if all(s.has_video for s in sources):
+            mods.add("video")
+        if all(s.has_audio for s in sources):
+            mods.add("audio")
+        if any(s.caption_key for s in sources):
+            mods.add("text")
+        if len(sources) == 1 and sources[0].label_kind:
+            mods.add("label")
+    for s in sources:
+        if "video" in mods and not s.has_video:
+            raise ValueError(f"config.data.modalities asks for video but {s.name} has none; drop 'video'.")
+        if "audio" in mods and not s.has_audio:
+            raise ValueError(f"config.data.modalities asks for audio but {s.name} has none; drop 'audio'.")
+    return mods
 
 
 class _Processor:
-  """Builds the per-example transform of one source (same output structure for all sources)."""
+    """Builds the per-example transform of one source (same output structure for all sources)."""
 
-  def __init__(self, cfg, source: src_lib.Source, mods: set[str], training: bool, tokenizer,
-               num_classes: int):
-    self.cfg, self.s, self.mods, self.training = cfg, source, mods, training
-    self.tokenizer, self.num_classes = tokenizer, num_classes
-    self.stride = source.fps / cfg.target_fps
-    self.span = T.span(cfg.num_frames, self.stride)
-    self.samples = cfg.audio_samples or int(round(cfg.num_frames / cfg.target_fps * source.sample_rate))
-    self.views = 1 if training else cfg.eval_num_clips * cfg.eval_num_crops
+    def __init__(self, cfg, source: src_lib.Source, mods: set[str], training: bool, tokenizer,
+                 num_classes: int):
+        self.cfg, self.s, self.mods, self.training = cfg, source, mods, training
+        self.tokenizer, self.num_classes = tokenizer, num_classes
+        self.stride = source.fps / cfg.target_fps
+        self.span = T.span(cfg.num_frames, self.stride)
+        self.samples = cfg.audio_samples or int(round(cfg.num_frames / cfg.target_fps * source.sample_rate))
+        self.views = 1 if training else cfg.eval_num_clips * cfg.eval_num_crops
 
-  def __call__(self, ex: dict, seed: tf.Tensor) -> dict:
-    cfg = self.cfg
-    s_time, s_crop, s_flip, s_col, s_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
-    out = {}
-    if self.s.has_video:
-      enc = ex["video"]
-      n = tf.shape(enc)[0]
-      if self.training:
-        starts = T.random_start(n, self.span, s_time)[None]
-      else:
-        starts = T.even_starts(n, self.span, cfg.eval_num_clips)
-      audio_starts = tf.cast(tf.round(tf.cast(starts, tf.float32) / self.s.fps * self.s.sample_rate), tf.int32)
-    else:  # audio-only: windows over the waveform
-      length = tf.shape(ex["audio"])[0]
-      if self.training:
-        hi = tf.maximum(length - self.samples, 0) + 1
-        audio_starts = tf.random.stateless_uniform([1], s_time, 0, hi, dtype=tf.int32)
-      else:
-        audio_starts = T.even_starts(length, self.samples, cfg.eval_num_clips)
-    if "video" in self.mods:
-      out["video"] = self._video(enc, starts, s_crop, s_flip, s_col)
-    if "audio" in self.mods:
-      waves = [T.audio_window(ex["audio"], audio_starts[i], self.samples)
-               for i in range(1 if self.training else cfg.eval_num_clips)]
-      if not self.training and self.s.has_video:  # one audio window per clip, repeated per crop
-        waves = [w for w in waves for _ in range(cfg.eval_num_crops)]
-      audio = tf.stack(waves)
-      if self.training and cfg.audio_noise > 0:
-        audio = T.add_noise(audio, s_noise, cfg.audio_noise)
-      out["audio"] = audio[0] if audio.shape[0] == 1 else audio
-    if "text" in self.mods:
-      if self.s.caption_key:
-        cap = ex[self.s.caption_key]
-        cap = tf.reshape(cap, [-1])
-        out["text"], out["text_mask"] = T.captions_to_ids(cap, self.tokenizer, cfg.num_captions)
-      else:  # e.g. AudioSet in a pretraining mixture: no caption, fully masked
-        out["text"] = tf.zeros([cfg.num_captions, cfg.max_text_len], tf.int32)
-        out["text_mask"] = tf.zeros([cfg.num_captions], tf.float32)
-    if "label" in self.mods:
-      if self.s.label_kind == "single":
-        out["label"] = tf.cast(ex["label"], tf.int32)
-      elif self.s.label_kind == "multi":
-        out["labels"] = tf.reduce_max(tf.one_hot(ex["labels"], self.num_classes), axis=0)
-    return out
+    def __call__(self, ex: dict, seed: tf.Tensor) -> dict:
+        cfg = self.cfg
+        s_time, s_crop, s_flip, s_col, s_noise = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+        out = {}
+        if self.s.has_video:
+            enc = ex["video"]
+            n = tf.shape(enc)[0]
+            if self.training:
+                starts = T.random_start(n, self.span, s_time)[None]
+            else:
+                starts = T.even_starts(n, self.span, cfg.eval_num_clips)
+            audio_starts = tf.cast(tf.round(tf.cast(starts, tf.float32) / self.s.fps * self.s.sample_rate), tf.int32)
+        else:  # audio-only: windows over the waveform
+            length = tf.shape(ex["audio"])[0]
+            if self.training:
+                hi = tf.maximum(length - self.samples, 0) + 1
+                audio_starts = tf.random.stateless_uniform([1], s_time, 0, hi, dtype=tf.int32)
+            else:
+                audio_starts = T.even_starts(length, self.samples, cfg.eval_num_clips)
+        if "video" in self.mods:
+            out["video"] = self._video(enc, starts, s_crop, s_flip, s_col)
+        if "audio" in self.mods:
+            waves = [T.audio_window(ex["audio"], audio_starts[i], self.samples)
+                     for i in range(1 if self.training else cfg.eval_num_clips)]
+            if not self.training and self.s.has_video:  # one audio window per clip, repeated per crop
+                waves = [w for w in waves for _ in range(cfg.eval_num_crops)]
+            audio = tf.stack(waves)
+            if self.training and cfg.audio_noise > 0:
+                audio = T.add_noise(audio, s_noise, cfg.audio_noise)
+            out["audio"] = audio[0] if audio.shape[0] == 1 else audio
+        if "text" in self.mods:
+            if self.s.caption_key:
+                cap = ex[self.s.caption_key]
+                cap = tf.reshape(cap, [-1])
+                out["text"], out["text_mask"] = T.captions_to_ids(cap, self.tokenizer, cfg.num_captions)
+            else:  # e.g. AudioSet in a pretraining mixture: no caption, fully masked
+                out["text"] = tf.zeros([cfg.num_captions, cfg.max_text_len], tf.int32)
+                out["text_mask"] = tf.zeros([cfg.num_captions], tf.float32)
+        if "label" in self.mods:
+            if self.s.label_kind == "single":
+                out["label"] = tf.cast(ex["label"], tf.int32)
+            elif self.s.label_kind == "multi":
+                out["labels"] = tf.reduce_max(tf.one_hot(ex["labels"], self.num_classes), axis=0)
+        return out
 
-  def _video(self, enc, starts, s_crop, s_flip, s_col) -> tf.Tensor:
-    cfg = self.cfg
-    shape3 = tf.io.extract_jpeg_shape(enc[0])  # [h, w, c] of the stored frames
-    shape = shape3[:2]
-    n = tf.shape(enc)[0]
-    size = cfg.frame_size
-    if self.training:
-      if cfg.crop == "inception":
-        window = T.inception_window(shape3, s_crop, area=(cfg.min_area, 1.0))
-      elif cfg.crop == "vgg":
-        window = T.vgg_window(shape, s_crop, size, tuple(cfg.vgg_resize))
-      else:
-        raise ValueError(f"config.data.crop must be 'inception' or 'vgg', got {cfg.crop!r}")
-      idx = T.frame_indices(n, starts[0], cfg.num_frames, self.stride)
-      frames = T.decode_window(tf.gather(enc, idx), window, size)
-      if cfg.flip:
-        frames = T.maybe_flip(frames, s_flip)
-      if cfg.color_jitter > 0:
-        frames = T.colour_jitter(frames, s_col, cfg.color_jitter)
-      return tf.ensure_shape(frames * 2.0 - 1.0, [cfg.num_frames, size, size, 3])
-    windows = T.centre_windows(shape, cfg.eval_num_crops, cfg.eval_crop_fraction)
-    views = []
-    for c in range(cfg.eval_num_clips):
-      sel = tf.gather(enc, T.frame_indices(n, starts[c], cfg.num_frames, self.stride))
-      for r in range(cfg.eval_num_crops):
-        views.append(T.decode_window(sel, windows[r], size) * 2.0 - 1.0)
-    video = tf.stack(views)
-    video = tf.ensure_shape(video, [self.views, cfg.num_frames, size, size, 3])
-    return video[0] if self.views == 1 else video
+    def _video(self, enc, starts, s_crop, s_flip, s_col) -> tf.Tensor:
+        cfg = self.cfg
+        shape3 = tf.io.extract_jpeg_shape(enc[0])  # [h, w, c] of the stored frames
+        shape = shape3[:2]
+        n = tf.shape(enc)[0]
+        size = cfg.frame_size
+        if self.training:
+            if cfg.crop == "inception":
+                window = T.inception_window(shape3, s_crop, area=(cfg.min_area, 1.0))
+            elif cfg.crop == "vgg":
+                window = T.vgg_window(shape, s_crop, size, tuple(cfg.vgg_resize))
+            else:
+                raise ValueError(f"config.data.crop must be 'inception' or 'vgg', got {cfg.crop!r}")
+            idx = T.frame_indices(n, starts[0], cfg.num_frames, self.stride)
+            frames = T.decode_window(tf.gather(enc, idx), window, size)
+            if cfg.flip:
+                frames = T.maybe_flip(frames, s_flip)
+            if cfg.color_jitter > 0:
+                frames = T.colour_jitter(frames, s_col, cfg.color_jitter)
+            return tf.ensure_shape(frames * 2.0 - 1.0, [cfg.num_frames, size, size, 3])
+        windows = T.centre_windows(shape, cfg.eval_num_crops, cfg.eval_crop_fraction)
+        views = []
+        for c in range(cfg.eval_num_clips):
+            sel = tf.gather(enc, T.frame_indices(n, starts[c], cfg.num_frames, self.stride))
+            for r in range(cfg.eval_num_crops):
+                views.append(T.decode_window(sel, windows[r], size) * 2.0 - 1.0)
+        video = tf.stack(views)
+        video = tf.ensure_shape(video, [self.views, cfg.num_frames, size, size, 3])
+        return video[0] if self.views == 1 else video
 
 
 def _element_seed(seed: int, src: int, epoch, index) -> tf.Tensor:
-  s = tf.constant([seed, 0x5EED], tf.int64)
-  s = T.fold_in(s, src)
-  s = T.fold_in(s, epoch)
-  return T.fold_in(s, index)
+    s = tf.constant([seed, 0x5EED], tf.int64)
+    s = T.fold_in(s, src)
+    s = T.fold_in(s, epoch)
+    return T.fold_in(s, index)
 
 
 class DataIterator:
-  """Iterator of numpy batches with a JSON-able position (`get_state` / `set_state`)."""
+    """Iterator of numpy batches with a JSON-able position (`get_state` / `set_state`)."""
 
-  def __init__(self, make_dataset, state: dict, training: bool, num_batches: int | None,
-               element_spec: dict | None = None):
-    self._make = make_dataset
-    self._state = state
-    self._training = training
-    self._it: Iterator | None = None
-    self.num_batches = num_batches  # evaluation: batches per host (same on every host)
+    def __init__(self, make_dataset, state: dict, training: bool, num_batches: int | None,
+                 element_spec: dict | None = None):
+        self._make = make_dataset
+        self._state = state
+        self._training = training
+        self._it: Iterator | None = None
+        self.num_batches = num_batches  # evaluation: batches per host (same on every host)
 
-  def __iter__(self):
-    return self
+    def __iter__(self):
+        return self
 
-  def __len__(self) -> int:
-    if self.num_batches is None:
-      raise TypeError("a training iterator is infinite")
-    return self.num_batches
+    def __len__(self) -> int:
+        if self.num_batches is None:
+            raise TypeError("a training iterator is infinite")
+        return self.num_batches
 
-  def __next__(self) -> dict[str, np.ndarray]:
-    if self._it is None:
-      self._it = self._make(self._state).as_numpy_iterator()
-    batch = next(self._it)
-    if self._training:
-      srcs, epochs, idxs = (batch.pop(k) for k in _META)
-      for s, pos in enumerate(self._state["sources"]):
-        sel = np.nonzero(srcs == s)[0]
-        if sel.size:
-          last = sel[-1]  # elements of one source arrive in stream order
-          pos["epoch"], pos["index"] = int(epochs[last]), int(idxs[last]) + 1
-      self._state["mix_index"] += int(srcs.shape[0])
-    else:
-      self._state["batches"] += 1
-    return batch
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._it is None:
+            self._it = self._make(self._state).as_numpy_iterator()
+        batch = next(self._it)
+        if self._training:
+            srcs, epochs, idxs = (batch.pop(k) for k in _META)
+            for s, pos in enumerate(self._state["sources"]):
+                sel = np.nonzero(srcs == s)[0]
+                if sel.size:
+                    last = sel[-1]  # elements of one source arrive in stream order
+                    pos["epoch"], pos["index"] = int(epochs[last]), int(idxs[last]) + 1
+            self._state["mix_index"] += int(srcs.shape[0])
+        else:
+            self._state["batches"] += 1
+        return batch
 
-  def get_state(self) -> dict[str, Any]:
-    return copy.deepcopy(self._state)
+    def get_state(self) -> dict[str, Any]:
+        return copy.deepcopy(self._state)
 
-  def set_state(self, state: dict[str, Any]) -> None:
-    if state.get("version") != STATE_VERSION or state.get("kind") != self._state["kind"] or \
-        len(state.get("sources", [])) != len(self._state["sources"]):
-      raise ValueError(f"iterator state {state} does not match this pipeline "
-                       f"({self._state['kind']}, {len(self._state['sources'])} sources)")
-    self._state = copy.deepcopy(state)
-    self._it = None
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION or state.get("kind") != self._state["kind"] or \
+            len(state.get("sources", [])) != len(self._state["sources"]):
+            raise ValueError(f"iterator state {state} does not match this pipeline "
+                             f"({self._state['kind']}, {len(self._state['sources'])} sources)")
+        self._state = copy.deepcopy(state)
+        self._it = None
 
 
 def make_iterator(
@@ -253,95 +222,95 @@ def make_iterator(
     process_count: int = 1,
     state: dict | None = None,
 ) -> DataIterator:
-  """Per-host iterator over batches of `global_batch_size // process_count` examples.
+    """Per-host iterator over batches of `global_batch_size // process_count` examples.
 
-  Batch keys (present when the sources have them / config.modalities asks):
-    video float32 [b, T, H, W, 3] in [-1, 1]   (eval with V = clips*crops > 1: [b, V, T, H, W, 3])
-    audio float32 [b, S]                       (eval with V > 1: [b, V, S])
-    text int32 [b, K, L], text_mask float32 [b, K]
-    label int32 [b] (single-label sources), labels float32 [b, C] multi-hot (AudioSet)
-    valid float32 [b] (evaluation only: 0 for padding)
-  """
-  hide_accelerators()
-  cfg = config
-  if global_batch_size % process_count:
-    raise ValueError(f"global_batch_size={global_batch_size} is not divisible by process_count={process_count}")
-  b = global_batch_size // process_count
-  sources = _sources(cfg)
-  mods = _modalities(cfg, sources)
-  if not training and len(sources) > 1:
-    raise ValueError("evaluation reads one dataset; set config.data.mixture = ''")
-  tokenizer = None
-  if "text" in mods:
-    path = cfg.vocab_path or next((s.vocab_path for s in sources if s.vocab_path), None)
-    if not path:
-      raise ValueError("No vocabulary: set config.data.vocab_path to a vocab.txt "
-                       "(built datasets with captions store one next to their data).")
-    tokenizer = tok.TFTokenizer(tok.load_vocab(path), cfg.max_text_len)
-  num_classes = max([s.num_classes for s in sources] + [0])
-  procs = [_Processor(cfg, s, mods, training, tokenizer, num_classes) for s in sources]
-  options = tf.data.Options()
-  options.deterministic = True
-  options.experimental_optimization.map_parallelization = True
+    Batch keys (present when the sources have them / config.modalities asks):
+      video float32 [b, T, H, W, 3] in [-1, 1]   (eval with V = clips*crops > 1: [b, V, T, H, W, 3])
+      audio float32 [b, S]                       (eval with V > 1: [b, V, S])
+      text int32 [b, K, L], text_mask float32 [b, K]
+      label int32 [b] (single-label sources), labels float32 [b, C] multi-hot (AudioSet)
+      valid float32 [b] (evaluation only: 0 for padding)
+    """
+    hide_accelerators()
+    cfg = config
+    if global_batch_size % process_count:
+        raise ValueError(f"global_batch_size={global_batch_size} is not divisible by process_count={process_count}")
+    b = global_batch_size // process_count
+    sources = _sources(cfg)
+    mods = _modalities(cfg, sources)
+    if not training and len(sources) > 1:
+        raise ValueError("evaluation reads one dataset; set config.data.mixture = ''")
+    tokenizer = None
+    if "text" in mods:
+        path = cfg.vocab_path or next((s.vocab_path for s in sources if s.vocab_path), None)
+        if not path:
+            raise ValueError("No vocabulary: set config.data.vocab_path to a vocab.txt "
+                             "(built datasets with captions store one next to their data).")
+        tokenizer = tok.TFTokenizer(tok.load_vocab(path), cfg.max_text_len)
+    num_classes = max([s.num_classes for s in sources] + [0])
+    procs = [_Processor(cfg, s, mods, training, tokenizer, num_classes) for s in sources]
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_optimization.map_parallelization = True
 
-  if training:
-    init = {"version": STATE_VERSION, "kind": "train", "seed": int(seed), "mix_index": 0,
-            "sources": [{"epoch": 0, "index": 0} for _ in sources]}
-    weights = np.array([s.weight for s in sources], np.float64)
-    logits = tf.constant(np.log(weights / weights.sum())[None], tf.float32)
+    if training:
+        init = {"version": STATE_VERSION, "kind": "train", "seed": int(seed), "mix_index": 0,
+                "sources": [{"epoch": 0, "index": 0} for _ in sources]}
+        weights = np.array([s.weight for s in sources], np.float64)
+        logits = tf.constant(np.log(weights / weights.sum())[None], tf.float32)
 
-    def make(st: dict) -> tf.data.Dataset:
-      streams = []
-      for si, (s, proc) in enumerate(zip(sources, procs)):
-        raw = s.read(process_index, process_count)
+        def make(st: dict) -> tf.data.Dataset:
+            streams = []
+            for si, (s, proc) in enumerate(zip(sources, procs)):
+                raw = s.read(process_index, process_count)
 
-        def epoch_ds(e, raw=raw, si=si):
-          shuffle_seed = tf.bitwise.bitwise_xor(tf.cast(e, tf.int64) * 1000003 + si * 7919, int(st["seed"]))
-          ds = raw.shuffle(cfg.shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
-          return ds.enumerate().map(lambda i, x: (tf.cast(e, tf.int64), i, x))
+                def epoch_ds(e, raw=raw, si=si):
+                    shuffle_seed = tf.bitwise.bitwise_xor(tf.cast(e, tf.int64) * 1000003 + si * 7919, int(st["seed"]))
+                    ds = raw.shuffle(cfg.shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+                    return ds.enumerate().map(lambda i, x: (tf.cast(e, tf.int64), i, x))
 
-        pos = st["sources"][si]
-        first = epoch_ds(tf.constant(pos["epoch"], tf.int64)).skip(pos["index"])
-        rest = tf.data.Dataset.range(pos["epoch"] + 1, 2**62).flat_map(epoch_ds)
-        stream = first.concatenate(rest)
+                pos = st["sources"][si]
+                first = epoch_ds(tf.constant(pos["epoch"], tf.int64)).skip(pos["index"])
+                rest = tf.data.Dataset.range(pos["epoch"] + 1, 2**62).flat_map(epoch_ds)
+                stream = first.concatenate(rest)
 
-        def process(e, i, x, si=si, proc=proc):
-          out = proc(x, _element_seed(st["seed"], si, e, i))
-          out.update({"_src": tf.constant(si, tf.int64), "_epoch": e, "_index": i})
-          return out
+                def process(e, i, x, si=si, proc=proc):
+                    out = proc(x, _element_seed(st["seed"], si, e, i))
+                    out.update({"_src": tf.constant(si, tf.int64), "_epoch": e, "_index": i})
+                    return out
 
-        streams.append(stream.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
-      if len(streams) == 1:
-        ds = streams[0]
-      else:
-        base_seed = tf.constant([st["seed"], 0x313C], tf.int64)
-        choice = tf.data.Dataset.range(st["mix_index"], 2**62).map(
-            lambda g: tf.cast(tf.random.stateless_categorical(logits, 1, T.fold_in(base_seed, g))[0, 0], tf.int64))
-        ds = tf.data.Dataset.choose_from_datasets(streams, choice)
-      ds = ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-      return ds.with_options(options)
+                streams.append(stream.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+            if len(streams) == 1:
+                ds = streams[0]
+            else:
+                base_seed = tf.constant([st["seed"], 0x313C], tf.int64)
+                choice = tf.data.Dataset.range(st["mix_index"], 2**62).map(
+                    lambda g: tf.cast(tf.random.stateless_categorical(logits, 1, T.fold_in(base_seed, g))[0, 0], tf.int64))
+                ds = tf.data.Dataset.choose_from_datasets(streams, choice)
+            ds = ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+            return ds.with_options(options)
 
-    it = DataIterator(make, init, True, None)
-  else:
-    s, proc = sources[0], procs[0]
-    num_batches = math.ceil(s.host_examples(process_count) / b)
-    init = {"version": STATE_VERSION, "kind": "eval", "batches": 0, "sources": [{}]}
+        it = DataIterator(make, init, True, None)
+    else:
+        s, proc = sources[0], procs[0]
+        num_batches = math.ceil(s.host_examples(process_count) / b)
+        init = {"version": STATE_VERSION, "kind": "eval", "batches": 0, "sources": [{}]}
 
-    def make(st: dict) -> tf.data.Dataset:
-      def process(i, x):
-        out = proc(x, _element_seed(seed, 0, 0, i))
-        out["valid"] = tf.constant(1.0, tf.float32)
-        return out
+        def make(st: dict) -> tf.data.Dataset:
+            def process(i, x):
+                out = proc(x, _element_seed(seed, 0, 0, i))
+                out["valid"] = tf.constant(1.0, tf.float32)
+                return out
 
-      ds = s.read(process_index, process_count).enumerate().map(
-          process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-      pad = tf.data.Dataset.from_tensors(
-          tf.nest.map_structure(lambda sp: tf.zeros(sp.shape, sp.dtype), ds.element_spec)).repeat()
-      ds = ds.concatenate(pad).take(num_batches * b).batch(b, drop_remainder=True)
-      ds = ds.skip(st["batches"]).prefetch(tf.data.AUTOTUNE)
-      return ds.with_options(options)
+            ds = s.read(process_index, process_count).enumerate().map(
+                process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            pad = tf.data.Dataset.from_tensors(
+                tf.nest.map_structure(lambda sp: tf.zeros(sp.shape, sp.dtype), ds.element_spec)).repeat()
+            ds = ds.concatenate(pad).take(num_batches * b).batch(b, drop_remainder=True)
+            ds = ds.skip(st["batches"]).prefetch(tf.data.AUTOTUNE)
+            return ds.with_options(options)
 
-    it = DataIterator(make, init, False, num_batches)
-  if state is not None:
-    it.set_state(state)
-  return it
+        it = DataIterator(make, init, False, num_batches)
+    if state is not None:
+        it.set_state(state)
+    return it

@@ -279,3 +279,18 @@ class SyntheticWorld:
 
     def caption_of(self, combination: int) -> str:
         return canonical_caption(decode_factors(int(combination)))
+
+
+def world_from_config(data_cfg) -> SyntheticWorld:
+    """The synthetic world of a config's `data` section (name "synthetic").
+
+    The one seed rule: the world is `data.world_seed`, independent of the run's `seed` (which
+    draws the initialisation, dropout and DropToken). Pretraining, fine-tuning, probes and
+    zero-shot evaluation of the same config therefore see the same world and the same held-out
+    split whatever the training seed, as they would with a real dataset.
+    """
+    spec = WorldSpec(num_frames=data_cfg.num_frames, frame_size=data_cfg.frame_size,
+                     fps=data_cfg.fps, audio_rate=data_cfg.audio_rate,
+                     max_words=data_cfg.max_words, num_captions=data_cfg.num_captions,
+                     no_text_fraction=data_cfg.no_text_fraction)
+    return SyntheticWorld(spec, int(data_cfg.world_seed))

@@ -25,8 +25,7 @@ import numpy as np
 from flax import nnx
 
 from vatt.data import synthetic
-from vatt.tasks.base import EvalContext
-from vatt.train.partitioning import fetch, host_to_global
+from vatt.evaluation.base import CompiledPerModel, EvalContext, map_batches
 
 # Rank of a single example of each modality (without batch and view axes).
 EXAMPLE_NDIM = {"video": 4, "audio": 1}
@@ -152,23 +151,6 @@ def classifier_logits_fn(graphdef: nnx.GraphDef, modality: str) -> Callable:
     return logits_fn
 
 
-def run_batches(fn: Callable, ctx: EvalContext, batches: Iterable[dict[str, np.ndarray]],
-                input_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Applies a jitted fn(params, rest, x) over global batches; returns (outputs [N, ...],
-    labels [N]) of the valid (non-padding) examples, on every host."""
-    outs, labels = [], []
-    for host_batch in batches:
-        valid = host_batch.get("valid", np.ones(host_batch["label"].shape[0], np.float32))
-        arrays = host_to_global({"x": host_batch[input_key], "label": host_batch["label"],
-                                 "valid": valid}, ctx.mesh)
-        y = fetch(fn(ctx.params, ctx.rest, arrays["x"]))
-        meta = fetch({"label": arrays["label"], "valid": arrays["valid"]})
-        keep = meta["valid"] > 0
-        outs.append(np.asarray(y)[keep])
-        labels.append(meta["label"][keep])
-    return np.concatenate(outs), np.concatenate(labels)
-
-
 class ClassificationEvaluator:
     """Top-1 / top-5 of a Classifier on one test split under `<prefix>/<split>/` and (this run's
     split) `<prefix>/top1`, `<prefix>/top5`.
@@ -180,16 +162,13 @@ class ClassificationEvaluator:
     def __init__(self, batches: Callable[[int, int], Iterable[dict[str, np.ndarray]]],
                  modality: str, split: str = "test", prefix: str = "finetune"):
         self.batches, self.modality, self.split, self.prefix = batches, modality, split, prefix
-        self.name = prefix
-        self._compiled: dict[int, Any] = {}
+        self._logits = CompiledPerModel(lambda g: classifier_logits_fn(g, modality))
 
     def run(self, ctx: EvalContext) -> dict[str, float]:
-        key = id(ctx.graphdef)
-        if key not in self._compiled:
-            self._compiled[key] = jax.jit(classifier_logits_fn(ctx.graphdef, self.modality))
-        logits, labels = run_batches(self._compiled[key], ctx,
-                                     self.batches(jax.process_index(), jax.process_count()),
-                                     self.modality)
+        out = map_batches(self._logits(ctx.graphdef), ctx,
+                          self.batches(jax.process_index(), jax.process_count()),
+                          inputs=(self.modality,), keep=("label",))
+        logits, labels = out["out"], out["label"]
         acc = accuracy_metrics(logits, labels)
         out = {f"{self.prefix}/{self.split}/{k}": v for k, v in acc.items()}
         out.update({f"{self.prefix}/{k}": v for k, v in acc.items()})
@@ -213,16 +192,3 @@ def average_over_splits(workdirs: Sequence[str], prefix: str = "finetune") -> di
         finals.append(last)
     return {f"{prefix}/{k}_mean_over_splits": float(np.mean([e[f"{prefix}/{k}"] for e in finals]))
             for k in ("top1", "top5")}
-
-
-def pipeline_eval_batches(data_cfg: ml_collections.ConfigDict, split: str, batch_size: int
-                          ) -> Callable[[int, int], Iterable[dict[str, np.ndarray]]]:
-    """Factory of one evaluation pass over a built dataset's `split` (multi-view per
-    data_cfg.eval_num_clips / eval_num_crops)."""
-    def batches(process_index: int, process_count: int):
-        from vatt.data import pipeline
-        cfg = ml_collections.ConfigDict(data_cfg.to_dict())
-        cfg.split = split
-        return pipeline.make_iterator(cfg, global_batch_size=batch_size, training=False,
-                                      process_index=process_index, process_count=process_count)
-    return batches

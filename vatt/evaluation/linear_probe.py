@@ -8,7 +8,7 @@ inputs averaged) and fits, full batch on the host's device:
 The L2 weight is chosen on a held-out 20% of the training features, then the classifier is
 refitted on all of them. So the same object runs periodically inside pretraining (config.evals,
 vatt.evaluation.registry) and as the only work of `configs/linear_probe.py` (an evaluate-only
-task, vatt.tasks.linear_probe).
+task, vatt.tasks.evaluate).
 
 Metrics (prefix "linear_probe"): <prefix>/top1 = mean over the splits (UCF101 3 splits, HMDB51 3,
 ESC-50 5 folds) of the primary classifier; <prefix>/<clf>/top1 per classifier and
@@ -27,11 +27,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from vatt.evaluation.classification import (SyntheticClassification, fold_views, run_batches,
-                                            topk_correct)
-from vatt.tasks.base import EvalContext
+from vatt.evaluation.base import CompiledPerModel, EvalContext, map_batches, pipeline_batches
+from vatt.evaluation.classification import SyntheticClassification, fold_views, topk_correct
 
 Batches = Callable[[int, int], Iterable[dict[str, np.ndarray]]]
+CLASSIFIERS = ("logistic", "lowrank")
 
 
 def features_fn(graphdef: nnx.GraphDef, modality: str) -> Callable:
@@ -135,8 +135,8 @@ def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: 
 def default_probe_config() -> ml_collections.ConfigDict:
     """Classifier settings shared by every probe config (`evals.<name>` / `config.probe`)."""
     return ml_collections.ConfigDict({
-        "classifiers": ("logistic", "lowrank"),
-        "primary": "logistic",
+        "classifiers": CLASSIFIERS,
+        "primary": "logistic",          # the one reported as <prefix>/top1; in `classifiers`
         "rank": 128,
         "steps": 300,
         "learning_rate": 0.05,
@@ -154,15 +154,13 @@ class LinearProbeEvaluator:
     def __init__(self, splits: Sequence[tuple[str, Batches, Batches, int]], modality: str,
                  cfg: ml_collections.ConfigDict, prefix: str = "linear_probe"):
         self.splits, self.modality, self.cfg, self.prefix = list(splits), modality, cfg, prefix
-        self.name = prefix
-        self._compiled: dict[int, Any] = {}
+        self._features_fn = CompiledPerModel(lambda g: features_fn(g, modality))
 
     def _features(self, ctx: EvalContext, batches: Batches) -> tuple[np.ndarray, np.ndarray]:
-        key = id(ctx.graphdef)
-        if key not in self._compiled:
-            self._compiled[key] = jax.jit(features_fn(ctx.graphdef, self.modality))
-        return run_batches(self._compiled[key], ctx,
-                           batches(jax.process_index(), jax.process_count()), self.modality)
+        out = map_batches(self._features_fn(ctx.graphdef), ctx,
+                          batches(jax.process_index(), jax.process_count()),
+                          inputs=(self.modality,), keep=("label",))
+        return out["out"], out["label"]
 
     def run(self, ctx: EvalContext) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -179,9 +177,7 @@ class LinearProbeEvaluator:
         for clf, rs in per_clf.items():
             for k in ("top1", "top5"):
                 out[f"{self.prefix}/{clf}/{k}"] = float(np.mean([r[k] for r in rs]))
-        primary = self.cfg.get("primary", "logistic")
-        if primary not in per_clf:
-            primary = next(iter(per_clf))
+        primary = self.cfg.primary
         out[f"{self.prefix}/top1"] = out[f"{self.prefix}/{primary}/top1"]
         out[f"{self.prefix}/top5"] = out[f"{self.prefix}/{primary}/top5"]
         return out
@@ -192,7 +188,7 @@ def synthetic_probe(world, cfg: ml_collections.ConfigDict, prefix: str = "linear
                     ) -> LinearProbeEvaluator:
     """Probe on the synthetic world: cfg.label_factors, num_train, num_test, batch_size,
     modality, plus the classifier settings of default_probe_config()."""
-    data = SyntheticClassification(world, cfg.label_factors, cfg.get("modality", "video"))
+    data = SyntheticClassification(world, cfg.label_factors, cfg.modality)
     bs = cfg.batch_size
 
     def train_b(pi: int, pc: int):
@@ -211,8 +207,6 @@ def dataset_probe(cfg: ml_collections.ConfigDict, prefix: str = "linear_probe"
     """Probe on a built dataset: cfg.data (pipeline config), cfg.splits = ((name, train split,
     test split), ...), cfg.num_classes, cfg.train_num_clips (1), cfg.test_num_clips (several
     windows averaged), cfg.batch_size, cfg.modality."""
-    from vatt.evaluation.classification import pipeline_eval_batches
-
     def with_clips(n: int) -> ml_collections.ConfigDict:
         d = ml_collections.ConfigDict(cfg.data.to_dict())
         d.eval_num_clips, d.eval_num_crops = int(n), 1
@@ -220,8 +214,8 @@ def dataset_probe(cfg: ml_collections.ConfigDict, prefix: str = "linear_probe"
 
     splits = []
     for name, train_split, test_split in cfg.splits:
-        splits.append((name, pipeline_eval_batches(with_clips(cfg.train_num_clips), train_split,
+        splits.append((name, pipeline_batches(with_clips(cfg.train_num_clips), train_split,
                                                    cfg.batch_size),
-                       pipeline_eval_batches(with_clips(cfg.test_num_clips), test_split,
+                       pipeline_batches(with_clips(cfg.test_num_clips), test_split,
                                              cfg.batch_size), int(cfg.num_classes)))
     return LinearProbeEvaluator(splits, cfg.modality, cfg, prefix)

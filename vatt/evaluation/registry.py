@@ -7,9 +7,9 @@ downstream evaluations periodically with the same code as the stand-alone config
   })
 
 Each entry's `kind` is "linear_probe" or "zeroshot"; `dataset` "synthetic" uses the run's
-synthetic world (`config.data`), anything else a built dataset (`data`, `split(s)`). An entry's
-`prefix` sets its metric prefix (default: "linear_probe" / "zeroshot", or "<kind>/<entry name>"
-when several entries share a kind, so keys never collide).
+synthetic world (`config.data`, vatt.data.synthetic.world_from_config), anything else a built
+dataset (`data`, `split(s)`). An entry's `prefix` sets its metric prefix (default: "linear_probe"
+/ "zeroshot", or "<kind>/<entry name>" when several entries share a kind, so keys never collide).
 """
 
 from __future__ import annotations
@@ -19,40 +19,42 @@ from typing import Any
 
 import ml_collections
 
+from vatt.data import synthetic
+from vatt.evaluation import linear_probe as lp
+from vatt.evaluation import retrieval_eval as rv
 
-def _world(config: ml_collections.ConfigDict):
-    from vatt.tasks.finetune import synthetic_world
-    return synthetic_world(config)
+KINDS = ("linear_probe", "zeroshot")
+# Keys of an entry that describe where it runs, not how the probe classifiers are fitted.
+_ENTRY_KEYS = ("kind", "dataset", "prefix")
 
 
 def build_evaluator(name: str, entry: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                     prefix: str) -> Any:
     """One evaluator from one `config.evals` entry."""
-    kind = entry.kind
-    if kind == "linear_probe":
-        from vatt.evaluation import linear_probe as lp
+    synthetic_data = entry.dataset == "synthetic"
+    if synthetic_data and config.data.name != "synthetic":
+        raise ValueError(f"config.evals.{name}.dataset='synthetic' needs the synthetic world in "
+                         f"config.data, but config.data.name={config.data.name!r}: evaluate on a "
+                         "built dataset instead")
+    if entry.kind == "linear_probe":
         cfg = lp.default_probe_config()
-        cfg.update({k: v for k, v in entry.items() if k not in ("kind", "dataset", "prefix")})
-        if entry.dataset == "synthetic":
-            return lp.synthetic_probe(_world(config), cfg, prefix)
+        cfg.update({k: v for k, v in entry.items() if k not in _ENTRY_KEYS})
+        if synthetic_data:
+            return lp.synthetic_probe(synthetic.world_from_config(config.data), cfg, prefix)
         return lp.dataset_probe(cfg, prefix)
-    if kind == "zeroshot":
-        from vatt.evaluation import retrieval_eval as rv
-        if entry.dataset == "synthetic":
-            return rv.synthetic_retrieval(_world(config), entry, prefix)
+    if entry.kind == "zeroshot":
+        if synthetic_data:
+            return rv.synthetic_retrieval(synthetic.world_from_config(config.data), entry, prefix)
         return rv.dataset_retrieval(entry, prefix)
-    raise ValueError(f"config.evals.{name}.kind={kind!r}: use 'linear_probe' or 'zeroshot'")
+    raise ValueError(f"config.evals.{name}.kind={entry.kind!r}: use one of {KINDS}")
 
 
 def build_evaluators(config: ml_collections.ConfigDict) -> list[Any]:
-    """Evaluators of `config.evals` (empty list when the section is absent)."""
-    evals = config.get("evals", None)
-    if not evals:
-        return []
+    """Evaluators of `config.evals` (empty list when the section is empty)."""
+    evals = config.evals
     kinds = collections.Counter(e.kind for e in evals.values())
     out = []
     for name, entry in evals.items():
-        prefix = entry.get("prefix", "") or (
-            entry.kind if kinds[entry.kind] == 1 else f"{entry.kind}/{name}")
+        prefix = entry.prefix or (entry.kind if kinds[entry.kind] == 1 else f"{entry.kind}/{name}")
         out.append(build_evaluator(name, entry, config, prefix))
     return out

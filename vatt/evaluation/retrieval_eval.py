@@ -6,15 +6,15 @@ of the windows, L2-normalised, and combined two ways:
   - "mean":   windows' embeddings averaged, then re-normalised (the paper; keys zeroshot/t2v/...),
   - "simavg": similarities averaged over windows (keys zeroshot/simavg/t2v/...).
 Reported for text-to-video and video-to-text: R@1/5/10 (percent), MedR and MeanR. A JSON report
-(and, when vatt.plots provides them, PNGs of the similarity matrix and recall@k curve) is written
-to <workdir>/zeroshot/<name>_step<step>.json by process 0.
+is written to <workdir>/zeroshot/<name>_step<step>.json by process 0, and the run's writer draws
+the similarity matrix and the recall@k curve beside it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -22,16 +22,12 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from vatt.evaluation.base import CompiledPerModel, EvalContext, map_batches, pipeline_batches
 from vatt.evaluation.classification import fold_views
 from vatt.evaluation.retrieval import ground_truth_ranks, retrieval_metrics
-from vatt.tasks.base import EvalContext
-from vatt.train.partitioning import fetch, host_to_global
+from vatt.losses import l2_normalize
 
 Batches = Callable[[int, int], Iterable[dict[str, np.ndarray]]]
-
-
-def _l2n(x: jax.Array) -> jax.Array:
-    return x / jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + 1e-12)
 
 
 def window_embed_fn(graphdef: nnx.GraphDef) -> Callable:
@@ -43,16 +39,15 @@ def window_embed_fn(graphdef: nnx.GraphDef) -> Callable:
         flat, views = fold_views(video, "video")
         v = model(video=flat, training=False)["video"]["vt"]
         t = model(text=text[:, :1], training=False)["text"]["vt"][:, 0]
-        return {"video": _l2n(v.astype(jnp.float32)).reshape(b, views, -1),
-                "text": _l2n(t.astype(jnp.float32))}
+        return {"video": l2_normalize(v.astype(jnp.float32)).reshape(b, views, -1),
+                "text": l2_normalize(t.astype(jnp.float32))}
     return fn
 
 
 def similarities(video: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
     """video [N, V, D] (normalised windows), text [N, D] -> text-by-video similarity [N, N] for
     the window-mean ("mean") and similarity-mean ("simavg") variants."""
-    mean_v = video.mean(1)
-    mean_v = mean_v / (np.linalg.norm(mean_v, axis=-1, keepdims=True) + 1e-12)
+    mean_v = np.asarray(l2_normalize(jnp.asarray(video.mean(1))))
     return {"mean": text @ mean_v.T,
             "simavg": np.einsum("qd,nvd->qnv", text, video).mean(-1)}
 
@@ -76,25 +71,18 @@ class RetrievalEvaluator:
     def __init__(self, batches: Batches, name: str = "msrvtt", prefix: str = "zeroshot",
                  write_report: bool = True):
         self.batches, self.dataset, self.prefix = batches, name, prefix
-        self.name = prefix
         self.write_report = write_report
-        self._compiled: dict[int, Any] = {}
+        self._embed = CompiledPerModel(window_embed_fn)
 
     def embeddings(self, ctx: EvalContext) -> tuple[np.ndarray, np.ndarray]:
-        key = id(ctx.graphdef)
-        if key not in self._compiled:
-            self._compiled[key] = jax.jit(window_embed_fn(ctx.graphdef))
-        fn = self._compiled[key]
-        vids, txts = [], []
-        for hb in self.batches(jax.process_index(), jax.process_count()):
-            valid = hb.get("valid", np.ones(hb["video"].shape[0], np.float32))
-            g = host_to_global({"video": hb["video"], "text": hb["text"][:, :1],
-                                "valid": np.asarray(valid, np.float32)}, ctx.mesh)
-            out = fetch(fn(ctx.params, ctx.rest, g["video"], g["text"]))
-            keep = fetch(g["valid"]) > 0
-            vids.append(out["video"][keep])
-            txts.append(out["text"][keep])
-        return np.concatenate(vids), np.concatenate(txts)
+        """(video windows [N, V, D], text [N, D]), L2-normalised, valid clips only."""
+        def first_caption(batches):
+            for hb in batches:
+                yield {**hb, "text": hb["text"][:, :1]}
+        out = map_batches(self._embed(ctx.graphdef), ctx,
+                          first_caption(self.batches(jax.process_index(), jax.process_count())),
+                          inputs=("video", "text"))
+        return out["video"], out["text"]
 
     def run(self, ctx: EvalContext) -> dict[str, float]:
         video, text = self.embeddings(ctx)
@@ -113,13 +101,13 @@ class RetrievalEvaluator:
                   "t2v_ranks": ranks.tolist()}
         with open(stem + ".json", "w") as f:
             json.dump(report, f, indent=1)
-        from vatt import plots
-        plots.plot_similarity(sim, stem + "_similarity.png",
-                              title=f"{self.dataset} text-to-video similarity (step {ctx.step})",
-                              query_label="caption", item_label="video")
-        plots.plot_recall_at_k({"text->video": ranks, "video->text": ground_truth_ranks(sim.T)},
-                               sim.shape[1], stem + "_recall_at_k.png",
-                               title=f"{self.dataset} zero-shot recall at k (step {ctx.step})")
+        ctx.writer.plot("similarity", sim, stem + "_similarity.png",
+                        title=f"{self.dataset} text-to-video similarity (step {ctx.step})",
+                        query_label="caption", item_label="video")
+        ctx.writer.plot("recall_at_k", {"text->video": ranks,
+                                        "video->text": ground_truth_ranks(sim.T)},
+                        sim.shape[1], stem + "_recall_at_k.png",
+                        title=f"{self.dataset} zero-shot recall at k (step {ctx.step})")
 
 
 # ----------------------------------------------------------------------------- builders
@@ -129,17 +117,11 @@ def synthetic_retrieval(world, cfg: ml_collections.ConfigDict, prefix: str = "ze
     def batches(pi: int, pc: int):
         for b in world.eval_batches(cfg.num_clips, cfg.batch_size, pi, pc):
             yield {"video": b["video"], "text": b["text"], "valid": b["valid"]}
-    return RetrievalEvaluator(batches, "synthetic", prefix, cfg.get("write_report", True))
+    return RetrievalEvaluator(batches, "synthetic", prefix, cfg.write_report)
 
 
 def dataset_retrieval(cfg: ml_collections.ConfigDict, prefix: str = "zeroshot") -> RetrievalEvaluator:
     """A built dataset: cfg.data (pipeline config with caption_key, eval_num_clips windows,
     num_captions=1, modalities 'video,text'), cfg.split, cfg.batch_size, cfg.dataset (name)."""
-    from vatt.data import pipeline
-
-    def batches(pi: int, pc: int):
-        d = ml_collections.ConfigDict(cfg.data.to_dict())
-        d.split = cfg.split
-        return pipeline.make_iterator(d, global_batch_size=cfg.batch_size, training=False,
-                                      process_index=pi, process_count=pc)
-    return RetrievalEvaluator(batches, cfg.dataset, prefix, cfg.get("write_report", True))
+    return RetrievalEvaluator(pipeline_batches(cfg.data, cfg.split, cfg.batch_size), cfg.dataset,
+                              prefix, cfg.write_report)

@@ -1,63 +1,44 @@
 """Zero-shot retrieval on the held-out synthetic split: text-to-video and video-to-audio.
 
 Besides the retrieval metrics, each evaluation reports the linear CKA between the pooled
-backbone outputs of video and text / audio, and (process 0, on the metrics writer's background
-thread) writes PNGs to <workdir>/plots/: the similarity matrices, recall at k, layer-wise CKA
-heatmaps and a 2-D embedding map coloured by modality and by latent factors of the world.
+backbone outputs of video and text / audio, and asks the run's writer (ctx.writer; it draws on
+its background thread, process 0) for PNGs in <workdir>/plots/: the similarity matrices, recall
+at k, layer-wise CKA heatmaps and a 2-D embedding map coloured by modality and by latent factors
+of the world.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 from tqdm import tqdm  # not tqdm.auto: it warns in kernels without ipywidgets
 
 from vatt.data import synthetic
+from vatt.evaluation.base import CompiledPerModel, EvalContext, map_batches
 from vatt.evaluation.retrieval import ground_truth_ranks, retrieval_metrics
-from vatt.tasks.base import EvalContext
-from vatt.train.partitioning import fetch, host_to_global
-
-
-def _l2_normalize(x: jax.Array) -> jax.Array:
-    return x / jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + 1e-12)
-
-
-def embed_fn(graphdef: nnx.GraphDef):
-    """A jittable function (params, rest, batch) -> L2-normalised common-space embeddings.
-
-    Returns video_vt [B, Dvt], text_vt [B, Dvt] (first caption), video_va [B, Dva],
-    audio_va [B, Dva]. No DropToken, no dropout, batch-norm running statistics.
-    """
-    def embed(params, rest, batch):
-        model = nnx.merge(graphdef, params, rest, copy=True)
-        out = model(video=batch["video"], audio=batch["audio"], text=batch["text"], training=False)
-        return {"video_vt": _l2_normalize(out["video"]["vt"]),
-                "text_vt": _l2_normalize(out["text"]["vt"][:, 0]),
-                "video_va": _l2_normalize(out["video"]["va"]),
-                "audio_va": _l2_normalize(out["audio"]["va"])}
-    return embed
+from vatt.losses import l2_normalize
 
 
 def features_fn(graphdef: nnx.GraphDef):
-    """Like `embed_fn`, plus the backbone representations for CKA:
-    "<m>_pooled" [B, d_m] and "<m>_layer<i>" [B, d_m] (AGG output of block i) for every
-    modality m (text: first caption)."""
-    def features(params, rest, batch):
+    """A jittable (params, rest, video, audio, text) -> L2-normalised common-space embeddings
+    video_vt [B, Dvt], text_vt [B, Dvt] (first caption), video_va [B, Dva], audio_va [B, Dva],
+    and the backbone representations for CKA: "<m>_pooled" [B, d_m] and "<m>_layer<i>"
+    [B, d_m] (AGG output of block i) of every modality m (text: first caption).
+    No DropToken, no dropout, batch-norm running statistics."""
+    def features(params, rest, video, audio, text):
         model = nnx.merge(graphdef, params, rest, copy=True)
-        out = model(video=batch["video"], audio=batch["audio"], text=batch["text"],
-                    training=False, return_layers=True)
+        out = model(video=video, audio=audio, text=text, training=False, return_layers=True)
         first = lambda a, m: a[:, 0] if m == "text" else a  # noqa: E731
-        result = {"video_vt": _l2_normalize(out["video"]["vt"]),
-                  "text_vt": _l2_normalize(out["text"]["vt"][:, 0]),
-                  "video_va": _l2_normalize(out["video"]["va"]),
-                  "audio_va": _l2_normalize(out["audio"]["va"])}
+        result = {"video_vt": l2_normalize(out["video"]["vt"]),
+                  "text_vt": l2_normalize(out["text"]["vt"][:, 0]),
+                  "video_va": l2_normalize(out["video"]["va"]),
+                  "audio_va": l2_normalize(out["audio"]["va"])}
         for m in ("video", "audio", "text"):
             result[f"{m}_pooled"] = first(out[m]["pooled"], m)
             for i, layer in enumerate(out[m]["layers"]):
@@ -88,46 +69,43 @@ def layer_stack(feats: dict[str, np.ndarray], modality: str, space: str
     return labels, arrays
 
 
+def held_out_features(ctx: EvalContext, world: synthetic.SyntheticWorld, num_clips: int,
+                      batch_size: int, features: Callable | None = None,
+                      progress: str = "") -> dict[str, np.ndarray]:
+    """Embeddings and backbone features (keys of `features_fn`) of the first `num_clips`
+    held-out clips of `world` as host arrays [num_clips, D], rows in held-out clip order.
+
+    features: the jitted features_fn of ctx.graphdef (compiled here when not given).
+    progress: a label for a progress bar on interactive consoles of process 0 ("" for none).
+    """
+    features = features or jax.jit(features_fn(ctx.graphdef))
+    batches = world.eval_batches(num_clips, batch_size, jax.process_index(), jax.process_count())
+    if progress:
+        batches = tqdm(batches, total=math.ceil(num_clips / batch_size), desc=progress,
+                       unit="batch", leave=False,
+                       disable=None if jax.process_index() == 0 else True)
+    return map_batches(features, ctx, batches, inputs=("video", "audio", "text"))
+
+
 class SyntheticZeroShotEvaluator:
     """Embeds the held-out clips and reports retrieval under `zeroshot/`.
 
     Each held-out clip has a distinct canonical caption, so text-to-video retrieval
     has exactly one right answer; chance R@1 is 100 / num_clips percent.
-    Config (config.eval): num_clips, batch_size; optional plots (bool, default True),
-    embedding_map ("tsne" | "pca", default "tsne") and embedding_map_clips (default 192).
+    Config (config.eval): num_clips, batch_size, plots (bool), embedding_map ("tsne" | "pca")
+    and embedding_map_clips.
     """
 
-    name = "zeroshot"
+    prefix = "zeroshot"
 
-    def __init__(self, world, cfg: ml_collections.ConfigDict):
+    def __init__(self, world: synthetic.SyntheticWorld, cfg: ml_collections.ConfigDict):
         self.world, self.cfg = world, cfg
-        self._compiled: dict[int, Any] = {}
+        self._features = CompiledPerModel(features_fn)
 
     def embeddings(self, ctx: EvalContext) -> dict[str, np.ndarray]:
-        """Embeddings and backbone features of all held-out clips as host arrays [num_clips, D]
-        (keys of `features_fn`), rows in held-out clip order."""
-        graphdef, params, rest, mesh = ctx.graphdef, ctx.params, ctx.rest, ctx.mesh
-        key = id(graphdef)
-        if key not in self._compiled:
-            self._compiled[key] = jax.jit(features_fn(graphdef))
-        embed = self._compiled[key]
-        chunks = []
-        batches = self.world.eval_batches(
-            self.cfg.num_clips, self.cfg.batch_size, jax.process_index(), jax.process_count())
-        # A bar on interactive consoles only (disable=None), never on other processes.
-        bar = tqdm(batches, total=math.ceil(self.cfg.num_clips / self.cfg.batch_size),
-                   desc=f"eval {self.name}", unit="batch", leave=False,
-                   disable=None if jax.process_index() == 0 else True)
-        for host_batch in bar:
-            valid = host_batch.pop("valid")
-            inputs = host_to_global(
-                {k: host_batch[k] for k in ("video", "audio", "text")}, mesh)
-            out = fetch(embed(params, rest, inputs))
-            out["valid"] = fetch(host_to_global({"v": valid}, mesh))["v"]
-            chunks.append(out)
-        stacked = {k: np.concatenate([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
-        keep = stacked.pop("valid") > 0
-        return {k: v[keep] for k, v in stacked.items()}
+        """Embeddings and backbone features of all held-out clips (see held_out_features)."""
+        return held_out_features(ctx, self.world, self.cfg.num_clips, self.cfg.batch_size,
+                                 self._features(ctx.graphdef), progress=f"eval {self.prefix}")
 
     def run(self, ctx: EvalContext) -> dict[str, float]:
         emb = self.embeddings(ctx)
@@ -141,74 +119,61 @@ class SyntheticZeroShotEvaluator:
         metrics["zeroshot/cka/video_text"] = linear_cka(emb["video_pooled"], emb["text_pooled"])
         metrics["zeroshot/cka/video_audio"] = linear_cka(emb["video_pooled"],
                                                          emb["audio_pooled"])
-        if jax.process_index() == 0 and ctx.workdir and self.cfg.get("plots", True):
+        if jax.process_index() == 0 and ctx.workdir and self.cfg.plots:
             self._write_artifacts(ctx, emb, tasks)
         return metrics
 
-    # ------------------------------------------------------------------ plots (process 0)
+    # ------------------------------------------------------------------ figures (process 0)
     def _write_artifacts(self, ctx: EvalContext, emb: dict[str, np.ndarray],
                          sims: dict[str, np.ndarray]) -> None:
-        from vatt.train.metrics_writer import active_writer
-        step = int(ctx.step)
+        step, writer = int(ctx.step), ctx.writer
         n = emb["video_vt"].shape[0]
         combos = self.world.eval_combinations(self.cfg.num_clips)[:n]
         factors = np.array([synthetic.decode_factors(int(c)) for c in combos], np.int32)
-        writer = active_writer(ctx.workdir)
         out_dir = os.path.join(ctx.workdir, "plots")
-        method = self.cfg.get("embedding_map", "tsne")
         # Sorting clips by combination index groups them by colour (the leading factor), so
         # the similarity matrices show the factor structure; the diagonal stays the ground truth.
         order = np.argsort(combos, kind="stable")
+        titles = {"t2v": ("text→video", "text query (sorted by colour)",
+                          "video (sorted by colour)"),
+                  "v2a": ("video→audio", "video query (sorted by colour)",
+                          "audio (sorted by colour)")}
+        for task, sim in sims.items():
+            label, query, item = titles[task]
+            sorted_sim = sim[np.ix_(order, order)]
+            r1 = 100.0 * np.mean(ground_truth_ranks(sim) == 1)
+            writer.write_image(step, f"zeroshot/{task}_similarity", sorted_sim)
+            writer.plot("similarity", sorted_sim,
+                        os.path.join(out_dir, f"zeroshot_{task}_similarity.png"),
+                        title=f"Zero-shot {label} similarity, step {step}\n{n} held-out clips, "
+                        f"ground truth on the diagonal, R@1 {r1:.1f}%",
+                        query_label=query, item_label=item, group_names=synthetic.COLOURS,
+                        group_of=factors[order, 0])
+        writer.plot("recall_at_k",
+                    {"text→video": ground_truth_ranks(sims["t2v"]),
+                     "video→text": ground_truth_ranks(sims["t2v"].T),
+                     "video→audio": ground_truth_ranks(sims["v2a"]),
+                     "audio→video": ground_truth_ranks(sims["v2a"].T)}, n,
+                    os.path.join(out_dir, "zeroshot_recall_at_k.png"),
+                    title=f"Zero-shot recall at k, step {step} ({n} held-out clips)")
         pairs = {"video_text": ("video", "text", "vt"), "video_audio": ("video", "audio", "va")}
-        cka = {}
         for name, (mx, my, space) in pairs.items():
             x_labels, xs = layer_stack(emb, mx, space)
             y_labels, ys = layer_stack(emb, my, space)
-            cka[name] = (mx, my, x_labels, y_labels,
-                         np.array([[linear_cka(a, b) for b in ys] for a in xs]))
-
-        def job() -> None:
-            from vatt import plots
-            titles = {"t2v": ("text→video", "text query (sorted by colour)",
-                              "video (sorted by colour)"),
-                      "v2a": ("video→audio", "video query (sorted by colour)",
-                              "audio (sorted by colour)")}
-            for task, sim in sims.items():
-                label, q, i = titles[task]
-                r1 = 100.0 * np.mean(ground_truth_ranks(sim) == 1)
-                plots.plot_similarity(
-                    sim[np.ix_(order, order)], os.path.join(out_dir, f"zeroshot_{task}_similarity.png"),
-                    title=f"Zero-shot {label} similarity, step {step}\n{n} held-out clips, "
-                    f"ground truth on the diagonal, R@1 {r1:.1f}%",
-                    query_label=q, item_label=i, group_names=synthetic.COLOURS,
-                    group_of=factors[order, 0])
-            plots.plot_recall_at_k(
-                {"text→video": ground_truth_ranks(sims["t2v"]),
-                 "video→text": ground_truth_ranks(sims["t2v"].T),
-                 "video→audio": ground_truth_ranks(sims["v2a"]),
-                 "audio→video": ground_truth_ranks(sims["v2a"].T)}, n,
-                os.path.join(out_dir, "zeroshot_recall_at_k.png"),
-                title=f"Zero-shot recall at k, step {step} ({n} held-out clips)")
-            for name, (mx, my, xl, yl, m) in cka.items():
-                plots.plot_cka_heatmaps(
-                    {"linear CKA": m}, os.path.join(out_dir, f"cka_layers_{name}.png"),
-                    x_name=mx, y_name=my, x_labels=xl, y_labels=yl,
-                    title=f"CKA between {mx} and {my} representations, step {step} ({n} clips)")
-            # Exact t-SNE is O(n^2) per iteration: map at most `embedding_map_clips` clips.
-            m = min(n, int(self.cfg.get("embedding_map_clips", 192)))
-            plots.plot_embedding_maps(
-                {"video-text space": {"video": emb["video_vt"][:m], "text": emb["text_vt"][:m]},
-                 "video-audio space": {"video": emb["video_va"][:m],
-                                       "audio": emb["audio_va"][:m]}},
-                factors[:m], os.path.join(out_dir, f"embeddings_{method}.png"), method=method,
-                title=f"{'t-SNE' if method == 'tsne' else 'PCA'} of the common-space embeddings "
-                f"of {m} held-out clips, step {step}")
-
-        if writer is not None:
-            for task, sim in sims.items():
-                writer.write_image(step, f"zeroshot/{task}_similarity", sim[np.ix_(order, order)])
-            for name, (*_, m) in cka.items():
-                writer.write_image(step, f"cka/{name}_layers", m)
-            writer.submit(job)  # plots and t-SNE off the training thread
-        else:
-            job()
+            matrix = np.array([[linear_cka(a, b) for b in ys] for a in xs])
+            writer.write_image(step, f"cka/{name}_layers", matrix)
+            writer.plot("cka_heatmaps", {"linear CKA": matrix},
+                        os.path.join(out_dir, f"cka_layers_{name}.png"), x_name=mx, y_name=my,
+                        x_labels=x_labels, y_labels=y_labels,
+                        title=f"CKA between {mx} and {my} representations, step {step} "
+                        f"({n} clips)")
+        # Exact t-SNE is O(n^2) per iteration: map at most `embedding_map_clips` clips.
+        method = self.cfg.embedding_map
+        m = min(n, int(self.cfg.embedding_map_clips))
+        writer.plot("embedding_maps",
+                    {"video-text space": {"video": emb["video_vt"][:m], "text": emb["text_vt"][:m]},
+                     "video-audio space": {"video": emb["video_va"][:m],
+                                           "audio": emb["audio_va"][:m]}},
+                    factors[:m], os.path.join(out_dir, f"embeddings_{method}.png"), method=method,
+                    title=f"{'t-SNE' if method == 'tsne' else 'PCA'} of the common-space "
+                    f"embeddings of {m} held-out clips, step {step}")

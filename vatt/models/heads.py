@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 HEAD_KINDS = ("fac", "shared", "disjoint")
+BN_PLACEMENTS = ("official", "paper")
 
 
 class LinearBN(nnx.Module):
@@ -75,7 +76,7 @@ class CommonSpaceHeads(nnx.Module):
                  bn_momentum: float = 0.9, bn_eps: float = 1e-5, rngs: nnx.Rngs):
         if kind not in HEAD_KINDS:
             raise ValueError(f"model.head.kind={kind!r}; choose one of {HEAD_KINDS}.")
-        if bn_placement not in ("official", "paper"):
+        if bn_placement not in BN_PLACEMENTS:
             raise ValueError(f"model.head.bn_placement={bn_placement!r}; choose 'official' or "
                              "'paper'.")
         self.kind = kind

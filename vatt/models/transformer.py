@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+ATTENTION_IMPLS = ("xla", "cudnn")
 # Remat policy names -> jax.checkpoint policies. "none" disables remat; "full" recomputes
 # everything in the backward pass (same as "nothing_saveable").
 REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {

@@ -24,14 +24,14 @@ from vatt.models.tokenizers import AudioTokenizer, TextTokenizer, VideoTokenizer
 from vatt.models.transformer import Encoder
 
 MODALITIES = ("video", "audio", "text")
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def compute_dtype(name: str) -> Any:
     """'float32' | 'bfloat16' | 'float16' -> jnp dtype."""
-    if name not in _DTYPES:
-        raise ValueError(f"model.dtype={name!r}; choose one of {sorted(_DTYPES)}.")
-    return _DTYPES[name]
+    if name not in DTYPES:
+        raise ValueError(f"model.dtype={name!r}; choose one of {sorted(DTYPES)}.")
+    return DTYPES[name]
 
 
 def _make_tokenizer(modality: str, cfg: ml_collections.ConfigDict, d_model: int, dtype: Any,
@@ -44,8 +44,8 @@ def _make_tokenizer(modality: str, cfg: ml_collections.ConfigDict, d_model: int,
         return AudioTokenizer(d_model, m.patch_size, m.input_samples, dtype=dtype, rngs=rngs)
     m = cfg.text
     return TextTokenizer(d_model, m.vocab_size, m.max_len, m.embedding_dim,
-                         embedding_path=m.get("embedding_path", ""),
-                         freeze_embedding=m.get("freeze_embedding", True), dtype=dtype, rngs=rngs)
+                         embedding_path=m.embedding_path,
+                         freeze_embedding=m.freeze_embedding, dtype=dtype, rngs=rngs)
 
 
 def _make_encoder(size: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, dtype: Any,

@@ -1,1 +1,2 @@
-"""Multi-process helpers (jax.distributed initialisation)."""
+"""The one sharding model (vatt.parallel.mesh: mesh, shardings, host shares <-> global arrays)
+and multi-process initialisation (vatt.parallel.distributed)."""

@@ -1,37 +1,15 @@
-"""What a task gives the one train loop (pretraining, fine-tuning, linear probing)."""
+"""What a task gives the one train loop (pretraining, fine-tuning, evaluate-only)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Iterator, Protocol
 
 import jax
 import ml_collections
+import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
 
-
-@dataclasses.dataclass
-class EvalContext:
-    """Everything an evaluator needs: the model as (graphdef, params, rest), the mesh, where
-    to write artifacts (process 0 writes) and the current step."""
-    graphdef: nnx.GraphDef
-    params: nnx.State
-    rest: nnx.State
-    mesh: Mesh
-    workdir: str
-    step: int
-
-    def model(self) -> nnx.Module:
-        """The merged model (for use inside a jitted function, merge from the states instead)."""
-        return nnx.merge(self.graphdef, self.params, self.rest, copy=True)
-
-
-class Evaluator(Protocol):
-    name: str
-
-    def run(self, ctx: EvalContext) -> dict[str, float]:
-        """Metric name -> value. Names carry the evaluator's prefix (e.g. "zeroshot/t2v/R@1")."""
+from vatt.evaluation.base import Evaluator
 
 
 class DataStream(Protocol):
@@ -46,20 +24,28 @@ class DataStream(Protocol):
 class Task(Protocol):
     config: ml_collections.ConfigDict
 
-    # Which model variables the optimizer trains; the rest (frozen backbones of a linear
-    # probe, batch-norm statistics, frozen embeddings) are carried in `rest`.
+    # Which model variables the optimizer trains; the rest (batch-norm statistics, frozen
+    # embeddings) are carried in `rest`.
     trainable: Any  # an nnx filter, e.g. nnx.Param
+
+    # True: the loop builds the model, loads `config.init_from` and runs the evaluators; it
+    # trains nothing, builds no optimizer and writes no checkpoint (train_stream and loss_fn
+    # are never called).
+    evaluate_only: bool
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module: ...
 
-    def train_stream(self, start_step: int, process_index: int, process_count: int) -> DataStream: ...
+    def train_stream(self, start_step: int, process_index: int, process_count: int
+                     ) -> DataStream: ...
 
     def loss_fn(self, model: nnx.Module, batch: dict[str, jax.Array], rngs: nnx.Rngs
                 ) -> tuple[jax.Array, dict[str, jax.Array]]: ...
 
-    def evaluators(self) -> list[Evaluator]: ...
+    def evaluators(self) -> list[Evaluator]:
+        """Built once and cached (their compiled functions are reused across evaluations)."""
 
-    def load_pretrained(self, params: nnx.State, rest: nnx.State
-                        ) -> tuple[nnx.State, nnx.State]:
-        """Called once on a fresh start (never on resume): e.g. copy backbone weights from a
-        pretraining checkpoint (`config.init_from`). Return the inputs unchanged otherwise."""
+    def load_pretrained(self, params: nnx.State, rest: nnx.State, source: dict[str, np.ndarray]
+                        ) -> tuple[nnx.State, nnx.State, dict[str, list[str]]]:
+        """Called once on a fresh start (never on resume) when `config.init_from` is set, with
+        the flat weights of that checkpoint (vatt.train.checkpointing.load_model_tree): copy
+        what applies (vatt.models.transfer.load_into). Returns (params, rest, report)."""

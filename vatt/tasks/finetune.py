@@ -4,7 +4,7 @@ Model: vatt.models.Classifier over `config.model`'s backbone of `config.finetune
 (dropout on the pooled AGG output, then a zero-initialised Linear). All nnx.Param train.
 Loss: softmax cross-entropy with label smoothing (VATT: 0.1). No DropToken.
 Init: `config.init_from` = a pretraining workdir / checkpoint: the backbone is copied by path
-(vatt.train.pretrained), position tables interpolated when the input size differs (VATT
+(vatt.models.transfer), position tables interpolated when the input size differs (VATT
 fine-tunes at 320 px after pretraining at 224 px); empty = random init (the baseline).
 Data: `config.data.name == "synthetic"` (labels from `config.finetune.label_factors`) or a built
 tfds dataset read by vatt.data.pipeline (`config.data`: train split `config.data.split`, test
@@ -19,18 +19,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
+from vatt.data import synthetic
+from vatt.evaluation.base import pipeline_batches
 from vatt.evaluation.classification import (ClassificationEvaluator, SyntheticClassification,
-                                            SyntheticClassificationStream, pipeline_eval_batches)
-
-
-def synthetic_world(config: ml_collections.ConfigDict):
-    """The synthetic world of `config.data` (same spec fields as pretraining)."""
-    from vatt.data import synthetic
-    from vatt.tasks.pretrain import world_spec
-    return synthetic.SyntheticWorld(world_spec(config.data), config.data.get("world_seed", config.seed))
+                                            SyntheticClassificationStream)
+from vatt.models import Classifier, build_model, transfer
 
 
 class PipelineStream:
@@ -57,6 +54,7 @@ class FinetuneTask:
     """Task for the one train loop: backbone + classifier head, label-smoothed cross-entropy."""
 
     trainable = nnx.Param
+    evaluate_only = False
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
@@ -64,14 +62,14 @@ class FinetuneTask:
         self.modality = self.ft.modality
         self.synthetic = config.data.name == "synthetic"
         if self.synthetic:
-            self.data = SyntheticClassification(synthetic_world(config), self.ft.label_factors,
-                                                self.modality)
+            self.data = SyntheticClassification(synthetic.world_from_config(config.data),
+                                                self.ft.label_factors, self.modality)
             self.num_classes = self.data.num_classes
         else:
             self.num_classes = int(self.ft.num_classes)
+        self._evaluators: list[Any] | None = None
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
-        from vatt.models import Classifier, build_model
         # The VATT model is built only to reuse its backbone constructor; the Classifier keeps
         # only the chosen backbone, so the other modalities and the heads are dropped.
         vatt = build_model(self.config.model, rngs=rngs)
@@ -99,24 +97,19 @@ class FinetuneTask:
         top1 = jnp.mean((jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)) * 100.0
         return loss, {"train/top1": top1}
 
-    def load_pretrained(self, params: nnx.State, rest: nnx.State) -> tuple[nnx.State, nnx.State]:
-        init_from = self.config.get("init_from", "")
-        if not init_from:
-            return params, rest
-        from vatt.train import pretrained
-        params, rest, _ = pretrained.load_into(params, rest, init_from,
-                                               pretrained.backbone_path_map(self.modality),
-                                               require="backbone/encoder")
-        return params, rest
+    def load_pretrained(self, params: nnx.State, rest: nnx.State, source: dict[str, np.ndarray]
+                        ) -> tuple[nnx.State, nnx.State, dict[str, list[str]]]:
+        return transfer.load_into(params, rest, source, transfer.backbone_path_map(self.modality),
+                                  require="backbone/encoder")
 
     def evaluators(self) -> list[Any]:
-        ev = self.config.eval
-        if self.synthetic:
-            batches = lambda pi, pc: self.data.eval_batches(ev.num_clips, ev.batch_size, pi, pc)
-            split = "synthetic_test"
-        else:
-            split = self.ft.test_split
-            batches = pipeline_eval_batches(self.config.data, split, ev.batch_size)
-        if not hasattr(self, "_evaluators"):
+        if self._evaluators is None:
+            ev = self.config.eval
+            if self.synthetic:
+                batches = lambda pi, pc: self.data.eval_batches(ev.num_clips, ev.batch_size, pi, pc)
+                split = "synthetic_test"
+            else:
+                split = self.ft.test_split
+                batches = pipeline_batches(self.config.data, split, ev.batch_size)
             self._evaluators = [ClassificationEvaluator(batches, self.modality, split, "finetune")]
         return self._evaluators

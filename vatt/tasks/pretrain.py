@@ -7,19 +7,16 @@ from typing import Any, Iterator
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from vatt import losses
 from vatt.alignment import cka
 from vatt.data import synthetic
+from vatt.evaluation.base import check_unique_prefixes
+from vatt.evaluation.registry import build_evaluators
 from vatt.evaluation.zeroshot import SyntheticZeroShotEvaluator
-
-
-def world_spec(data_cfg: ml_collections.ConfigDict) -> synthetic.WorldSpec:
-    return synthetic.WorldSpec(
-        num_frames=data_cfg.num_frames, frame_size=data_cfg.frame_size, fps=data_cfg.fps,
-        audio_rate=data_cfg.audio_rate, max_words=data_cfg.max_words,
-        num_captions=data_cfg.num_captions, no_text_fraction=data_cfg.no_text_fraction)
+from vatt.models import build_model, transfer
 
 
 class SyntheticTrainStream:
@@ -94,7 +91,7 @@ def alignment_terms(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
     "common/video_audio"} as scalars.
     """
     has_text = (jnp.max(text_mask, axis=-1) > 0)
-    kernel = cfg.get("cka_kernel", "linear")
+    kernel = cfg.cka_kernel
 
     def pair(x, y, masked):
         x, y = x.astype(jnp.float32), y.astype(jnp.float32)
@@ -129,7 +126,7 @@ def contrastive_loss(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
     CKA(video, audio)) on the pooled backbone outputs (Yun, Kim, Jung: alignment as a loss).
     """
     tau = cfg.temperature if temperature is None else temperature
-    if cfg.get("chunked", False):
+    if cfg.chunked:
         va = losses.nce_chunked(out["video"]["va"], out["audio"]["va"], temperature=tau)
         vt = losses.mil_nce_chunked(out["video"]["vt"], out["text"]["vt"], temperature=tau,
                                     text_mask=text_mask, variant=cfg.mil_nce_variant)
@@ -142,7 +139,7 @@ def contrastive_loss(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
     metrics = {"train/loss_va": va, "train/loss_vt": vt, "train/temperature": jnp.asarray(tau)}
     align = alignment_terms(out, text_mask, cfg)
     metrics.update({f"train/cka/{k}": val for k, val in align.items()})
-    cka_weight = cfg.get("cka_weight", 0.0)
+    cka_weight = cfg.cka_weight
     if cka_weight:
         cka_loss = -cka_weight * (align["video_text"] + align["video_audio"])
         metrics["train/loss_cka"] = cka_loss
@@ -154,17 +151,17 @@ class PretrainTask:
     """Supplies model, data, loss and evaluators for contrastive pretraining."""
 
     trainable = nnx.Param
+    evaluate_only = False
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.synthetic = config.data.name == "synthetic"
-        self.world = (synthetic.SyntheticWorld(world_spec(config.data), config.seed)
-                      if self.synthetic else None)
+        self.world = synthetic.world_from_config(config.data) if self.synthetic else None
+        self._evaluators: list[Any] | None = None
 
     def build_model(self, rngs: nnx.Rngs) -> nnx.Module:
-        from vatt.models import build_model
         model = build_model(self.config.model, rngs=rngs)
-        if self.config.loss.get("learn_temperature", False):
+        if self.config.loss.learn_temperature:
             # Learned as log(tau) so it stays positive; trained with the model.
             model.log_temperature = nnx.Param(jnp.log(jnp.asarray(self.config.loss.temperature)))
         return model
@@ -175,7 +172,7 @@ class PretrainTask:
                                         process_index, process_count)
         # A built dataset (tfds builder or DMVR TFRecords) through the tf.data pipeline; its
         # position is restored from the checkpoint by the loop (set_state).
-        from vatt.data import pipeline
+        from vatt.data import pipeline  # TensorFlow: imported only when real data is read
         return ModelInputs(pipeline.make_iterator(
             self.config.data, global_batch_size=self.config.batch_size, training=True,
             seed=self.config.seed, process_index=process_index, process_count=process_count))
@@ -185,20 +182,23 @@ class PretrainTask:
         out = model(video=batch["video"], audio=batch["audio"], text=batch["text"],
                     training=True, rngs=rngs)
         temperature = None
-        if self.config.loss.get("learn_temperature", False):
+        if self.config.loss.learn_temperature:
             # Clip as CLIP does, so the logits cannot blow up (tau >= 0.01).
             temperature = jnp.maximum(jnp.exp(model.log_temperature[...]), 0.01)
         return contrastive_loss(out, batch["text_mask"], self.config.loss, temperature)
 
-    def load_pretrained(self, params: nnx.State, rest: nnx.State) -> tuple[nnx.State, nnx.State]:
-        return params, rest
+    def load_pretrained(self, params: nnx.State, rest: nnx.State, source: dict[str, np.ndarray]
+                        ) -> tuple[nnx.State, nnx.State, dict[str, list[str]]]:
+        """Warm start from another run's weights (same model family; optimizer state fresh)."""
+        return transfer.load_into(params, rest, source, transfer.identity_path_map,
+                                  require="video_")
 
     def evaluators(self) -> list[Any]:
         """The built-in synthetic zero-shot evaluator plus those of `config.evals` (cached so
         their compiled functions are reused across evaluations)."""
-        if not hasattr(self, "_evaluators"):
-            from vatt.evaluation.registry import build_evaluators
+        if self._evaluators is None:
             builtin = ([SyntheticZeroShotEvaluator(self.world, self.config.eval)]
                        if self.synthetic else [])
             self._evaluators = builtin + build_evaluators(self.config)
+            check_unique_prefixes(self._evaluators)
         return self._evaluators

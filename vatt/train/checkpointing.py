@@ -9,11 +9,14 @@
 - A checkpoint with non-finite parameters is never written.
 - Restoring targets the shardings of the current mesh, so a checkpoint saved on 8
   devices loads on 1 and the reverse.
+- `load_model_tree` reads only the model of a checkpoint, without a target (for fine-tuning,
+  probing and zero-shot evaluation from a pretraining run, vatt.models.transfer).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 from typing import Any
 
@@ -22,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+from vatt.models.transfer import flatten_tree
 
 
 def _say(message: str) -> None:
@@ -39,16 +44,28 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 class Checkpointer:
-    """Saves every `every_steps` steps, keeps the last `max_to_keep`, resumes the latest good one."""
+    """Saves every `every_steps` steps, keeps the last `max_to_keep`, resumes the latest good one.
 
-    def __init__(self, workdir: str, every_steps: int, max_to_keep: int = 3,
-                 async_save: bool = True):
+    read_only: only restore (a report reading a run that may still be writing): nothing in the
+      directory is created, cleaned up or deleted.
+    """
+
+    def __init__(self, workdir: str, every_steps: int = 0, max_to_keep: int = 3,
+                 async_save: bool = True, read_only: bool = False):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         self.every_steps = int(every_steps)
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
-            enable_async_checkpointing=async_save)
+        self.read_only = read_only
+        if read_only:
+            options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                                   save_interval_steps=0)
+        else:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
+                enable_async_checkpointing=async_save)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def has_checkpoints(self) -> bool:
+        return bool(self.manager.all_steps())
 
     def restore_latest(self, abstract_state: Any) -> tuple[Any, dict, int] | None:
         """(state, data_state, step) of the newest checkpoint that loads, or None.
@@ -68,7 +85,8 @@ class Checkpointer:
             if not bool(_all_finite(restored.state)):
                 _say(f"Checkpoint at step {step} holds non-finite values; skipping it.")
                 continue
-            _say(f"Resuming from the checkpoint at step {step} in {self.directory}.")
+            verb = "Loading" if self.read_only else "Resuming from"
+            _say(f"{verb} the checkpoint at step {step} in {self.directory}.")
             return restored.state, dict(restored.data or {}), step
         return None
 
@@ -92,6 +110,44 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def checkpoint_state_dir(path: str) -> str:
+    """Resolves a workdir, its checkpoints/ folder, a step folder or a state folder to the
+    `state` directory of the newest finished checkpoint."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.basename(path) == "state" and os.path.isdir(path):
+        return path
+    if os.path.isdir(os.path.join(path, "state")):
+        return os.path.join(path, "state")
+    ckpt_dir = path
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        ckpt_dir = os.path.join(path, "checkpoints")
+    # Finished orbax steps are plain integer folders (unfinished ones carry a tmp suffix).
+    steps = sorted((int(d) for d in (os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else [])
+                    if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(ckpt_dir, d, "state"))),
+                   reverse=True)
+    if not steps:
+        raise FileNotFoundError(
+            f"init_from={path!r}: no finished checkpoint found (expected <workdir>/checkpoints/"
+            "<step>/state, as written by a pretraining run)")
+    return os.path.join(ckpt_dir, str(steps[0]), "state")
+
+
+def load_model_tree(path: str) -> dict[str, np.ndarray]:
+    """Flat {"video_backbone/encoder/...": array} of a checkpoint's params and `rest` (batch-norm
+    statistics, frozen embeddings). Host numpy arrays; no target shapes or shardings needed.
+
+    path: a workdir, its checkpoints/ folder, a step folder or a state folder.
+    """
+    state_dir = checkpoint_state_dir(path)
+    with ocp.StandardCheckpointer() as ckptr:
+        restored = ckptr.restore(state_dir)
+    flat = flatten_tree(restored.get("params", {}))
+    flat.update(flatten_tree(restored.get("rest", {})))
+    if not flat:
+        raise ValueError(f"{state_dir} holds no model parameters (is it a vatt TrainState?)")
+    return flat
 
 
 class PreemptionGuard:

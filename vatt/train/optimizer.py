@@ -18,18 +18,22 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> 
         decay_steps=warmup + decay_steps, end_value=cfg.end_learning_rate)
 
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
 def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int
                     ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """Returns (optimizer, schedule). `cfg.name`: adam | adamw | sgd (momentum)."""
     schedule = learning_rate_schedule(cfg, total_steps)
     if cfg.name == "adam":
-        tx = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.get("eps", 1e-8))
+        tx = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
     elif cfg.name == "adamw":
-        tx = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+        tx = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                         weight_decay=cfg.weight_decay)
     elif cfg.name == "sgd":
-        tx = optax.sgd(schedule, momentum=cfg.get("momentum", 0.9), nesterov=cfg.get("nesterov", False))
+        tx = optax.sgd(schedule, momentum=cfg.momentum, nesterov=cfg.nesterov)
     else:
-        raise ValueError(f"optimizer.name={cfg.name!r}: use adam, adamw or sgd")
-    if cfg.get("grad_clip_norm", 0.0):
+        raise ValueError(f"optimizer.name={cfg.name!r}: use one of {OPTIMIZERS}")
+    if cfg.grad_clip_norm:
         tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
     return tx, schedule

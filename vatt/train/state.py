@@ -1,4 +1,5 @@
-"""The training state: a pure pytree, so the jitted step is a function of (state, batch)."""
+"""The training state (a pure pytree, so the jitted step is a function of (state, batch)) and
+the one function that builds it, used by the loop, the benchmark and the alignment report."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ from typing import Any
 
 import flax.struct
 import jax
+import jax.numpy as jnp
+import optax
 from flax import nnx
+from jax.sharding import Mesh
+
+from vatt.parallel.mesh import state_sharding_rule
 
 
 @flax.struct.dataclass
@@ -17,7 +23,7 @@ class TrainState:
     params: nnx.State of the model's trainable nnx.Param variables.
     rest: nnx.State of every other model variable (batch-norm statistics, frozen
       embeddings), updated by the forward pass, never by the optimizer.
-    opt_state: the optax state of `params`.
+    opt_state: the optax state of `params` (() when there is no optimizer: evaluate-only).
     rng: the run's base PRNG key; step s uses fold_in(rng, s), so a resumed run
       draws exactly the random numbers the uninterrupted run would have drawn.
     skipped: int32 count of updates skipped because of non-finite numbers.
@@ -36,5 +42,37 @@ def split_model(model: nnx.Module, trainable: Any = nnx.Param
     return nnx.split(model, trainable, ...)
 
 
-def merge_model(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State) -> nnx.Module:
-    return nnx.merge(graphdef, params, rest, copy=True)
+def model_rngs(seed: int) -> nnx.Rngs:
+    """The initialisation streams of a run: a pure function of its seed."""
+    return nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2)
+
+
+def create_train_state(task, tx: optax.GradientTransformation | None, mesh: Mesh, seed: int,
+                       fsdp: bool = False, abstract: bool = False
+                       ) -> tuple[nnx.GraphDef, TrainState, Any]:
+    """Builds the state of `task`'s model directly in its sharding: eval_shape -> shardings ->
+    jit(init). Returns (graphdef, state, state shardings).
+
+    No parameter is ever materialised on the host, so the large variants initialise on the
+    devices that will hold them.
+    tx: the optimizer, or None (evaluate-only: no optimizer state).
+    abstract: return jax.ShapeDtypeStruct leaves carrying their shardings instead of arrays
+      (a restore target, or a step to lower without memory); nothing is allocated.
+    """
+    def init() -> TrainState:
+        _, params, rest = split_model(task.build_model(model_rngs(seed)), task.trainable)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
+                          opt_state=tx.init(params) if tx is not None else (),
+                          rng=jax.random.key_data(jax.random.key(seed + 3)),
+                          skipped=jnp.zeros((), jnp.int32))
+
+    graphdef, _, _ = split_model(nnx.eval_shape(lambda: task.build_model(model_rngs(seed))),
+                                 task.trainable)
+    shapes = jax.eval_shape(init)
+    sharding = jax.tree.map(state_sharding_rule(mesh, fsdp), shapes)
+    if abstract:
+        state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                             shapes, sharding)
+    else:
+        state = jax.jit(init, out_shardings=sharding)()
+    return graphdef, state, sharding

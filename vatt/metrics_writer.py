@@ -1,10 +1,14 @@
-"""metrics.jsonl, TensorBoard event files, plots and the console progress line.
+"""The run's writer: metrics.jsonl, TensorBoard event files and PNG figures.
 
 Only process 0 writes. metrics.jsonl is appended synchronously (one short line, and tests and
 tools read it as soon as the process ends); everything slower (TensorBoard event files via
 tensorboardX, matplotlib plots, t-SNE) runs on one background thread fed by a queue, so the
 train loop never waits for disk or plotting. `close()` drains the queue; it is also registered
 with `atexit` so a run that never calls it still finishes its plots and event files.
+
+It implements vatt.evaluation.base.Writer: vatt.experiment builds it and hands it to the train
+loop, which hands it to the evaluators in their context; evaluators describe figures
+(`plot("similarity", ...)`) and this module, which sits above them, draws them with vatt.plots.
 """
 
 from __future__ import annotations
@@ -22,14 +26,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-# The writer of each workdir in this process, so evaluators (which only see ctx.workdir) can
-# send images and plot jobs to the same background thread and event file.
-_ACTIVE: dict[str, "MetricsWriter"] = {}
-
-
-def active_writer(workdir: str) -> "MetricsWriter | None":
-    """The open MetricsWriter of `workdir` in this process, or None."""
-    return _ACTIVE.get(os.path.abspath(workdir))
+from vatt import plots as plots_lib
 
 
 def _plain(value: Any) -> Any:
@@ -74,7 +71,6 @@ class MetricsWriter:
         self.errors: list[str] = []
         if self.enabled:
             os.makedirs(self.workdir, exist_ok=True)
-            _ACTIVE[self.workdir] = self
             atexit.register(self.close)
 
     # ------------------------------------------------------------------ background thread
@@ -146,16 +142,24 @@ class MetricsWriter:
             self._summary_writer().add_image(tag, img, int(step), dataformats="HWC")
         self.submit(job)
 
+    def plot(self, kind: str, *args: Any, **kwargs: Any) -> None:
+        """Draws vatt.plots.plot_<kind>(*args, **kwargs) on the background thread (process 0;
+        only when the writer was made with plots=True)."""
+        fn = getattr(plots_lib, f"plot_{kind}", None)
+        if fn is None:
+            raise ValueError(f"plot kind {kind!r} is not known: vatt.plots has no plot_{kind}")
+        if self.plots:
+            self.submit(lambda: fn(*args, **kwargs))
+
     def write_text(self, tag: str, text: str, step: int = 0) -> None:
         """Adds text (e.g. the run's config) to TensorBoard."""
         if self.enabled and self.tensorboard:
             self.submit(lambda: self._summary_writer().add_text(tag, text, step))
 
     def _plot_training_curves(self) -> None:
-        from vatt import plots
         if os.path.exists(self.path):
-            plots.plot_training_curves(self.path, os.path.join(self.plots_dir,
-                                                               "training_curves.png"))
+            plots_lib.plot_training_curves(self.path, os.path.join(self.plots_dir,
+                                                                   "training_curves.png"))
 
     def flush(self) -> None:
         """Waits until every queued event and plot is written."""
@@ -179,43 +183,7 @@ class MetricsWriter:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
-        if _ACTIVE.get(self.workdir) is self:
-            del _ACTIVE[self.workdir]
         try:
             atexit.unregister(self.close)
         except Exception:  # interpreter shutting down
             pass
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(int(seconds), 0)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
-class ProgressReporter:
-    """One console line per log step: step, loss, clips/s and ETA (process 0 only)."""
-
-    def __init__(self, total_steps: int, batch_size: int):
-        self.total_steps = total_steps
-        self.batch_size = batch_size
-        self._last_time: float | None = None
-        self._last_step = 0
-
-    def start(self, step: int) -> None:
-        self._last_time, self._last_step = time.perf_counter(), step
-
-    def throughput(self, step: int) -> tuple[float, float]:
-        """(clips/s, seconds per step) since the previous call."""
-        now = time.perf_counter()
-        steps = max(step - self._last_step, 1)
-        elapsed = now - (self._last_time or now)
-        self._last_time, self._last_step = now, step
-        sec_per_step = elapsed / steps
-        return (self.batch_size / sec_per_step if sec_per_step > 0 else 0.0), sec_per_step
-
-    def line(self, step: int, loss: float, clips_per_sec: float, sec_per_step: float) -> str:
-        eta = format_duration((self.total_steps - step) * sec_per_step)
-        return (f"step {step:>6d}/{self.total_steps} | loss {loss:8.4f} | "
-                f"{clips_per_sec:8.1f} clips/s | ETA {eta}")
