@@ -84,3 +84,23 @@ def synthetic_eval(num_clips: int, batch_size: int) -> ml_collections.ConfigDict
         "embedding_map": "tsne",     # tsne | pca
         "embedding_map_clips": 192,  # exact t-SNE is O(n^2): map at most this many clips
     })
+
+
+def downstream_keys(task: str, arg: str | None, pretrain) -> tuple[ml_collections.ConfigDict, str,
+                                                                   set, ml_collections.ConfigDict]:
+    """Keys of a downstream run (finetune / linear_probe / zeroshot) from its argument
+    "<dataset>[,<pretraining variant>][,runlocal]": the model is the pretraining variant's (tiny
+    for the synthetic world, else mbs), so the checkpoint named by init_from fits it.
+
+    pretrain: the configs/pretrain.py module. Returns (config, dataset, options, the pretraining
+    config of the variant).
+    """
+    from vatt import config_files
+    parts, opts = config_files.options(arg)
+    dataset = parts[0] if parts else "synthetic"
+    variant = parts[1] if len(parts) > 1 else ("tiny" if dataset == "synthetic" else "mbs")
+    pre = pretrain.get_config(",".join([variant, *sorted(opts)]))
+    config = run_keys(task, variant)
+    config.dataset = dataset
+    config.model = pre.model
+    return config, dataset, opts, pre

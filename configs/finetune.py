@@ -28,13 +28,7 @@ DATASETS = ("synthetic", "ucf101", "esc50")
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
-    parts, opts = config_files.options(arg)
-    dataset = parts[0] if parts else "synthetic"
-    variant = parts[1] if len(parts) > 1 else ("tiny" if dataset == "synthetic" else "mbs")
-    pre = _pretrain.get_config(",".join([variant, *sorted(opts)]))
-    config = _common.run_keys("finetune", variant)
-    config.dataset = dataset
-    config.model = pre.model
+    config, dataset, opts, pre = _common.downstream_keys("finetune", arg, _pretrain)
     ft = ml_collections.ConfigDict({
         "modality": "video",         # video | audio: the backbone that is fine-tuned
         "label_smoothing": 0.1,

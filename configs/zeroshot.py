@@ -44,13 +44,7 @@ def zeroshot_entry(dataset: str, runlocal: bool = False) -> ml_collections.Confi
 
 
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
-    parts, opts = config_files.options(arg)
-    dataset = parts[0] if parts else "synthetic"
-    variant = parts[1] if len(parts) > 1 else ("tiny" if dataset == "synthetic" else "mbs")
-    pre = _pretrain.get_config(",".join([variant, *sorted(opts)]))
-    config = _common.run_keys("zeroshot", variant)  # total_steps 0: evaluate only
-    config.dataset = dataset
-    config.model = pre.model
+    config, dataset, opts, pre = _common.downstream_keys("zeroshot", arg, _pretrain)  # total_steps 0: evaluate only
     entry = zeroshot_entry(dataset, "runlocal" in opts)
     config.evals = ml_collections.ConfigDict({f"zeroshot_{dataset}": entry})
     # A real dataset: config.data is the entry's data section itself (one object), so

@@ -18,7 +18,7 @@ ESC-50 5 folds) of the primary classifier; <prefix>/<clf>/top1 per classifier an
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -22,7 +22,6 @@ flattened to [B*K, D] for BN (every candidate caption counts, padded ones includ
 
 from __future__ import annotations
 
-from typing import Any
 
 import jax
 import jax.numpy as jnp
