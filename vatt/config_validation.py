@@ -17,6 +17,7 @@ from vatt.data.pipeline_config import CROPS, EVAL_NUM_CROPS
 from vatt.data.synthetic import FACTOR_NAMES, NUM_COMBINATIONS
 from vatt.evaluation.linear_probe import CLASSIFIERS
 from vatt.evaluation.registry import KINDS as EVAL_KINDS
+from vatt.evaluation.registry import entry_prefixes
 from vatt.losses import MIL_NCE_VARIANTS
 from vatt.models.configs import VARIANTS as MODEL_VARIANTS
 from vatt.models.droptoken import DROPTOKEN_MODES
@@ -120,6 +121,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
         _factors("finetune.label_factors", config.finetune.label_factors)
     for name, entry in config.evals.items():
         _validate_eval_entry(config, name, entry)
+    _validate_prefixes(config)
 
 
 def _validate_model(model: ml_collections.ConfigDict) -> None:
@@ -163,6 +165,18 @@ def _validate_eval_entry(config: ml_collections.ConfigDict, name: str,
     if "data" in entry:
         _one_of(config, f"evals.{name}.data.crop", CROPS)
         _one_of(config, f"evals.{name}.data.eval_num_crops", EVAL_NUM_CROPS)
+
+
+def _validate_prefixes(config: ml_collections.ConfigDict) -> None:
+    """Two evaluators must not report under one metric prefix (their metrics would collide)."""
+    taken: dict[str, str] = {}
+    if config.task == "pretrain" and config.data.name == "synthetic":
+        taken["zeroshot"] = "the built-in synthetic zero-shot evaluation"
+    for name, prefix in entry_prefixes(config).items():
+        _require(prefix not in taken,
+                 f"config.evals.{name} reports its metrics under {prefix!r}/ like "
+                 f"{taken.get(prefix)}: set config.evals.{name}.prefix to another name")
+        taken[prefix] = f"config.evals.{name}"
 
 
 def _validate_shapes(config: ml_collections.ConfigDict) -> None:

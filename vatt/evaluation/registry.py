@@ -49,12 +49,16 @@ def build_evaluator(name: str, entry: ml_collections.ConfigDict, config: ml_coll
     raise ValueError(f"config.evals.{name}.kind={entry.kind!r}: use one of {KINDS}")
 
 
+def entry_prefixes(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """{entry name: metric prefix} of `config.evals`: the entry's `prefix`, else its kind, or
+    "<kind>/<entry name>" when several entries share a kind."""
+    kinds = collections.Counter(e.kind for e in config.evals.values())
+    return {name: entry.prefix or (entry.kind if kinds[entry.kind] == 1 else f"{entry.kind}/{name}")
+            for name, entry in config.evals.items()}
+
+
 def build_evaluators(config: ml_collections.ConfigDict) -> list[Any]:
     """Evaluators of `config.evals` (empty list when the section is empty)."""
-    evals = config.evals
-    kinds = collections.Counter(e.kind for e in evals.values())
-    out = []
-    for name, entry in evals.items():
-        prefix = entry.prefix or (entry.kind if kinds[entry.kind] == 1 else f"{entry.kind}/{name}")
-        out.append(build_evaluator(name, entry, config, prefix))
-    return out
+    prefixes = entry_prefixes(config)
+    return [build_evaluator(name, entry, config, prefixes[name])
+            for name, entry in config.evals.items()]
