@@ -50,4 +50,6 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
     # A real dataset: config.data is the entry's data section itself (one object), so
     # --config.data.data_dir=... reaches the evaluator.
     config.data = pre.data if dataset == "synthetic" else entry.data
+    if dataset != "synthetic":
+        config.data.max_text_len = config.model.text.max_len  # captions as the model reads them
     return config

@@ -11,8 +11,7 @@ from flax import nnx
 
 from vatt.models import (Classifier, FrozenParam, build_model, deflate_video_tokenizer,
                          drop_tokens, images_to_video, model_config, num_kept)
-from vatt.models import transformer as transformer_lib
-from vatt.models.summary import forward_gflops, param_counts, summarize
+from vatt.models.summary import analytic_gflops, forward_gflops, param_counts, summarize
 from vatt.models.tokenizers import (AudioTokenizer, TextTokenizer, VideoTokenizer,
                                     interpolate_table)
 
@@ -334,13 +333,82 @@ def test_param_counts_match_paper_within_2_percent():
         assert counts["text_word_embedding"] == 2**16 * 300
 
 
+def _size(x) -> int:
+    return int(np.prod(x.shape))
+
+
 def test_summary_tiny():
-    table, report = summarize(model_config("tiny"))
+    """summarize() against what can be counted independently: the variables of a built model,
+    token counts from the config's shapes by hand, and the XLA cost analysis of the compiled
+    forward pass of that built model."""
+    cfg = model_config("tiny")
+    table, report = summarize(cfg)
     assert "video_backbone/encoder/blocks" in table
-    assert report["tokens"] == {"video": 32, "audio": 50, "text": 16}
+    # Tokens by hand: video 8x32x32 in 4x8x8 voxels, audio 3200 samples in 64-sample segments,
+    # text max_len words; DropToken keeps round(keep * n).
+    (t, h, w), (pt, ph, pw) = cfg.video.input_size, cfg.video.patch_size
+    video_tokens = (t // pt) * (h // ph) * (w // pw)
+    audio_tokens = cfg.audio.input_samples // cfg.audio.patch_size
+    assert (video_tokens, audio_tokens) == (32, 50)
+    assert report["tokens"] == {"video": video_tokens, "audio": audio_tokens,
+                                "text": cfg.text.max_len}
+    assert report["tokens_kept"] == {"video": round(video_tokens * cfg.video.droptoken_keep),
+                                     "audio": round(audio_tokens * cfg.audio.droptoken_keep)}
     assert report["tokens_kept"] == {"video": 16, "audio": 25}
-    assert report["params"]["total"] == param_counts(model_config("tiny"))["total"]
-    assert report["gflops_per_clip"] >= 0 and forward_gflops(model_config("tiny")) > 0
+    # Parameters: every nnx.Param of an actually built model, grouped by top-level module; the
+    # word-embedding table (vocab x embedding_dim) is reported apart and left out of the total.
+    model = build_model(cfg, rngs=nnx.Rngs(0))
+    groups: dict[str, int] = {}
+    embedding = 0
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        names = [str(p) for p in path]
+        if names[0] == "text_backbone" and names[-1] == "embedding":
+            embedding += _size(var.get_value())
+            continue
+        groups[names[0]] = groups.get(names[0], 0) + _size(var.get_value())
+    assert embedding == cfg.text.vocab_size * cfg.text.embedding_dim
+    assert set(groups) == {"video_backbone", "audio_backbone", "text_backbone", "heads"}
+    params = report["params"]
+    assert params["text_word_embedding"] == embedding
+    for name in ("video", "audio", "text"):
+        assert params[name] == groups[f"{name}_backbone"], name
+    assert params["heads"] == groups["heads"]
+    assert params["total"] == sum(groups.values())
+    # Batch-norm statistics are variables but not parameters: not counted.
+    assert sum(_size(x) for x in jax.tree.leaves(nnx.state(model, nnx.BatchStat))) > 0
+    assert params["total"] + embedding == sum(
+        _size(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    # Forward GFLOPs (training forward with DropToken, one clip, one caption): the summary lowers
+    # an abstract model; here the built model's forward is compiled and XLA's cost analysis of
+    # the optimised program is read (fusion changes the count a little: measured 5% apart).
+    graphdef, state = nnx.split(model)
+
+    def forward(state, video, audio, text):
+        m = nnx.merge(graphdef, state)
+        out = m(video=video, audio=audio, text=text, training=True,
+                rngs=nnx.Rngs(dropout=0, droptoken=1))
+        return {k: {n: v for n, v in o.items() if n != "layers"} for k, o in out.items()}
+
+    video, audio, text = _inputs(cfg, batch=1, k=1)
+    cost = jax.jit(forward).lower(state, video, audio, text).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    compiled_gflops = float(cost["flops"]) / 1e9
+    assert forward_gflops(cfg) == pytest.approx(compiled_gflops, rel=0.10)
+    # The report rounds to 3 decimals (0.004 for this model).
+    assert report["gflops_per_clip"] == pytest.approx(compiled_gflops, rel=0.10, abs=5e-4)
+    # The matmul-only analytic count is a lower bound of XLA's (which adds element-wise ops).
+    assert 0.5 * compiled_gflops < analytic_gflops(cfg) <= compiled_gflops
+    # param_counts builds ONE block per encoder and scales the block count back up: against a
+    # built model with 3 video and 2 text blocks.
+    deep = model_config("tiny")
+    deep.video.num_layers, deep.text.num_layers = 3, 2
+    built = nnx.eval_shape(lambda: build_model(deep, rngs=nnx.Rngs(0)))
+    sizes = {"/".join(str(p) for p in path): _size(var.get_value())
+             for path, var in nnx.to_flat_state(nnx.state(built, nnx.Param))}
+    counts = param_counts(deep)
+    assert counts["total"] == sum(sizes.values()) - embedding
+    assert counts["video"] == sum(n for k, n in sizes.items() if k.startswith("video_backbone/"))
+    assert counts["video"] > params["video"]
 
 
 @pytest.mark.slow

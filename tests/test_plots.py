@@ -1,6 +1,5 @@
 """Observability: t-SNE, the PNG plots, TensorBoard events from MetricsWriter, evaluator plots."""
 
-import importlib.util
 import glob
 import json
 import os
@@ -9,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from subprocess_utils import REPO_ROOT
+from helpers import config
 
 from vatt import plots
 
@@ -35,19 +34,6 @@ def _events(logdir):
             events.append(event)
             pos += length + 4
     return events
-
-
-def tiny_config():
-    spec = importlib.util.spec_from_file_location("pretrain_cfg",
-                                                  os.path.join(REPO_ROOT, "configs/pretrain.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
-    for m in (config.model.video, config.model.audio, config.model.text):
-        m.update({"num_layers": 1, "d_model": 32, "mlp_dim": 64, "num_heads": 2})
-    config.eval.num_clips = 24
-    config.eval.batch_size = 8
-    return config
 
 
 def test_tsne_separates_clusters():
@@ -96,9 +82,11 @@ def test_plot_functions_write_pngs(tmp_path):
 
 
 def test_metrics_writer_tensorboard_and_curves(tmp_path):
-    from vatt.train.metrics_writer import MetricsWriter, active_writer
+    from vatt import metrics_writer
+    from vatt.metrics_writer import MetricsWriter
+    # No global registry of writers: a run's writer is handed down explicitly.
+    assert not hasattr(metrics_writer, "active_writer")
     writer = MetricsWriter(str(tmp_path))
-    assert active_writer(str(tmp_path)) is writer
     for step in (1, 2, 3):
         writer.write(step, {"train/loss": 4.0 - step, "train/learning_rate": np.float32(1e-3)})
     writer.write(3, {"zeroshot/t2v/R@1": 12.5})
@@ -106,9 +94,9 @@ def test_metrics_writer_tensorboard_and_curves(tmp_path):
     writer.write_text("config", "lr: 0.001")
     writer.close()
     writer.close()  # idempotent
-    assert active_writer(str(tmp_path)) is None
-    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 3]
+    assert [r.get("train/loss") for r in records] == [3.0, 2.0, 1.0, None]
     events = _events(str(tmp_path / "tensorboard"))
     scalars = {(v.tag, e.step): v.simple_value for e in events for v in e.summary.value
                if v.HasField("simple_value")}
@@ -120,28 +108,86 @@ def test_metrics_writer_tensorboard_and_curves(tmp_path):
     assert images[0].image.width >= 96  # small matrices are upscaled
     assert _is_png(tmp_path / "plots" / "training_curves.png")
     assert not writer.errors
+    other = MetricsWriter(str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="plot_nonsense"):
+        other.plot("nonsense")
+    other.close()
 
 
-def test_synthetic_evaluator_writes_plots(tmp_path):
-    from flax import nnx
+class RecordingWriter:
+    """A Writer (vatt.evaluation.base) that only records what it is asked to do."""
 
-    from vatt.tasks.base import EvalContext
-    from vatt.tasks.pretrain import PretrainTask
-    from vatt.train import partitioning
-    from vatt.train.metrics_writer import MetricsWriter
-    from vatt.train.state import split_model
+    def __init__(self):
+        self.plots, self.images, self.metrics = [], [], []
 
-    config = tiny_config()
-    config.eval.embedding_map_clips = 16
-    task = PretrainTask(config)
-    graphdef, params, rest = split_model(task.build_model(nnx.Rngs(params=0)), task.trainable)
-    ctx = EvalContext(graphdef, params, rest, partitioning.make_mesh(-1), str(tmp_path), 7)
-    writer = MetricsWriter(str(tmp_path))
+    def write(self, step, metrics):
+        self.metrics.append((step, dict(metrics)))
+
+    def write_text(self, tag, text, step=0):
+        pass
+
+    def write_image(self, step, tag, image):
+        self.images.append((step, tag, np.asarray(image).shape))
+
+    def plot(self, kind, *args, **kwargs):
+        path = next(a for a in args if isinstance(a, str) and a.endswith(".png"))
+        self.plots.append((kind, path))
+
+    def close(self):
+        pass
+
+
+def test_synthetic_evaluator_writes_plots_through_its_writer(tmp_path):
+    """SyntheticZeroShotEvaluator draws nothing itself: every figure and image goes to the writer
+    of its EvalContext (the run's MetricsWriter, which draws them; a NullWriter drops them)."""
+    import jax
+
+    from vatt.evaluation.base import EvalContext, NullWriter
+    from vatt.metrics_writer import MetricsWriter
+    from vatt.parallel.mesh import make_mesh
+    from vatt.tasks import build_task
+    from vatt.train.state import create_train_state
+
+    cfg = config("pretrain:tiny,runlocal", eval__num_clips=32, eval__embedding_map_clips=16)
+    task = build_task(cfg)
+    mesh = make_mesh(-1)
+    graphdef, state, _ = create_train_state(task, None, mesh, cfg.seed)
     (evaluator,) = task.evaluators()
-    metrics = evaluator.run(ctx)
+
+    def run(workdir, writer):
+        ctx = EvalContext(graphdef, state.params, state.rest, mesh, str(workdir), 7, writer)
+        with jax.set_mesh(mesh):
+            return evaluator.run(ctx)
+
+    # 1. A writer that records: the evaluator asks for these figures and images, nothing more,
+    # and writes no file of its own.
+    recorder = RecordingWriter()
+    recorded = run(tmp_path / "recorded", recorder)
+    assert not os.path.exists(tmp_path / "recorded")
+    plots_dir = str(tmp_path / "recorded" / "plots")
+    assert sorted(recorder.plots) == sorted([
+        ("similarity", os.path.join(plots_dir, "zeroshot_t2v_similarity.png")),
+        ("similarity", os.path.join(plots_dir, "zeroshot_v2a_similarity.png")),
+        ("recall_at_k", os.path.join(plots_dir, "zeroshot_recall_at_k.png")),
+        ("cka_heatmaps", os.path.join(plots_dir, "cka_layers_video_text.png")),
+        ("cka_heatmaps", os.path.join(plots_dir, "cka_layers_video_audio.png")),
+        ("embedding_maps", os.path.join(plots_dir, "embeddings_tsne.png"))])
+    assert sorted(recorder.images) == sorted([
+        (7, "zeroshot/t2v_similarity", (32, 32)), (7, "zeroshot/v2a_similarity", (32, 32)),
+        (7, "cka/video_text_layers", (3, 3)), (7, "cka/video_audio_layers", (3, 3))])
+    assert recorder.metrics == []  # metrics are returned; the loop writes them
+
+    # 2. The default NullWriter: same metrics, no file anywhere.
+    assert run(tmp_path / "null", NullWriter()) == recorded
+    assert not os.path.exists(tmp_path / "null")
+
+    # 3. The run's MetricsWriter draws them in <workdir>/plots and mirrors them to TensorBoard.
+    writer = MetricsWriter(str(tmp_path))
+    metrics = run(tmp_path, writer)
     writer.write(7, metrics)
     writer.close()
-    assert metrics["zeroshot/num_clips"] == 24
+    assert metrics == recorded
+    assert metrics["zeroshot/num_clips"] == 32
     for task_name in ("t2v", "v2a"):
         for k in ("R@1", "R@5", "R@10", "MedR", "MeanR"):
             assert f"zeroshot/{task_name}/{k}" in metrics
@@ -152,6 +198,8 @@ def test_synthetic_evaluator_writes_plots(tmp_path):
                             "zeroshot_recall_at_k.png", "cka_layers_video_text.png",
                             "cka_layers_video_audio.png", "embeddings_tsne.png",
                             "training_curves.png"])
+    for name in names:
+        assert _is_png(tmp_path / "plots" / name)
     tags = {v.tag for e in _events(str(tmp_path / "tensorboard")) for v in e.summary.value}
     assert {"zeroshot/t2v_similarity", "cka/video_text_layers", "zeroshot/cka/video_text"} <= tags
     assert not writer.errors

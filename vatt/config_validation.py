@@ -209,8 +209,9 @@ def _validate_shapes(config: ml_collections.ConfigDict) -> None:
     for modality in ("video", "audio"):
         keep = model[modality].droptoken_keep
         _require(0 < keep <= 1, f"config.model.{modality}.droptoken_keep={keep} must be in (0, 1]")
+    reads_text = synthetic or data.modalities == "auto" or "text" in str(data.modalities).split(",")
     max_words = data.max_words if synthetic else data.max_text_len
-    _require(max_words <= model.text.max_len,
+    _require(not reads_text or max_words <= model.text.max_len,
              f"config.data text length {max_words} exceeds config.model.text.max_len="
              f"{model.text.max_len}: raise max_len or shorten the captions")
 
