@@ -131,7 +131,7 @@ def _runlocal(config: ml_collections.ConfigDict) -> None:
         config.eval.embedding_map_clips = 64
     config.log_every_steps = 10
     config.checkpoint_every_steps = 0
-    config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, 20)
+    config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, 20, config.total_steps)
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:

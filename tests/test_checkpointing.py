@@ -1,7 +1,14 @@
-"""Checkpoints: SIGKILL/restart is bit-identical, SIGTERM saves and exits, damaged checkpoints
-are skipped, NaN updates are skipped or stop the run, checkpoints load across device counts."""
+"""Checkpoints: SIGKILL/restart is bit-identical, SIGTERM and SIGINT (Ctrl-C) save and exit 0,
+damaged checkpoints are skipped, NaN updates are skipped or stop the run, checkpoints load across
+device counts.
 
-import json
+Every run is pretrain:tiny,runlocal for 20 steps (or a few steps with a NaN injected), so the
+programs are shared through the compilation cache. Runs without a signal run in this process;
+signals and 8 devices need a subprocess.
+"""
+
+import contextlib
+import io
 import os
 import random
 import shutil
@@ -13,73 +20,73 @@ import time
 import numpy as np
 import pytest
 
+import helpers
 from subprocess_utils import REPO_ROOT, child_env
 
-# A small, fast variant of the tiny config: the mechanics are what is tested here.
-SMALL = ["--config.batch_size=8", "--config.log_every_steps=1", "--config.eval.num_clips=16",
-         "--config.eval.batch_size=8", "--config.optimizer.warmup_steps=2",
-         "--config.model.video.num_layers=1", "--config.model.audio.num_layers=1",
-         "--config.model.text.num_layers=1"]
+STEPS = 20
+SPEC = "pretrain:tiny,runlocal"
+# The 20-step program of tests/test_train.py (shared through the compilation cache).
+BASE = {"total_steps": STEPS, "log_every_steps": 1, "eval.plots": False,
+        "optimizer.warmup_steps": 2}
+# Every checkpoint of a 20-step run is kept (3, 6, ..., 18, 20), so runs can resume from any.
+SAVING = dict(BASE, **{"checkpoint_every_steps": 3, "checkpoints_to_keep": 10})
 
 
-def _env(num_devices, cache_dir):
-    # The persistent compilation cache makes every restart after the first skip compilation.
-    return child_env(num_devices, {"JAX_COMPILATION_CACHE_DIR": str(cache_dir),
-                                   "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                                   "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
+def run_here(workdir, overrides):
+    """experiment.run in this process; returns (console output, metrics)."""
+    from vatt import config_files, experiment
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        metrics = experiment.run(config_files.load(SPEC, overrides), str(workdir), plots=False,
+                                 tensorboard=False)
+    return out.getvalue(), metrics
 
 
-def _cmd(workdir, steps, extra=()):
-    return [sys.executable, "-m", "vatt.main", "--config=configs/pretrain.py:tiny",
-            f"--workdir={workdir}", f"--config.total_steps={steps}", *SMALL, *extra]
+def cli(workdir, overrides):
+    return [sys.executable, "-m", "vatt.main", f"--config={SPEC}", f"--workdir={workdir}",
+            *(f"--config.{k}={v}" for k, v in overrides.items())]
 
 
-def run(workdir, steps, cache_dir, num_devices=1, extra=(), check=True):
-    proc = subprocess.run(_cmd(workdir, steps, extra), env=_env(num_devices, cache_dir),
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
+def popen(workdir, overrides):
+    return subprocess.Popen(cli(workdir, overrides), env=child_env(1), cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def losses(workdir):
-    """train/loss per step; the last entry for a step wins (a step re-run after a restart)."""
-    out = {}
-    for line in (workdir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "train/loss" in record:
-            out[record["step"]] = record["train/loss"]
-    return out
+def saved_steps(workdir):
+    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
 
 
-def final_params(workdir, step):
-    import orbax.checkpoint as ocp
-    path = workdir / "checkpoints" / str(step) / "state"
-    restored = ocp.StandardCheckpointer().restore(str(path))
+def state_leaves(workdir, step):
+    """Every leaf of the saved TrainState (step, params, rest, optimizer state, rng, skip count)."""
     import jax
-    return [np.asarray(x) for x in jax.tree.leaves(restored["params"])]
+    import orbax.checkpoint as ocp
+    with ocp.StandardCheckpointer() as ckptr:
+        restored = ckptr.restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+    return jax.tree_util.tree_flatten_with_path(restored)[0]
 
 
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("jax_cache")
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache_dir):
-    workdir = tmp_path_factory.mktemp("reference")
-    run(workdir, 12, cache_dir, extra=["--config.checkpoint_every_steps=3"])
+def only_checkpoint(source_workdir, step, workdir):
+    """A fresh workdir holding nothing but `source_workdir`'s checkpoint at `step`."""
+    shutil.copytree(os.path.join(source_workdir, "checkpoints", str(step)),
+                    os.path.join(workdir, "checkpoints", str(step)))
     return workdir
 
 
-def test_sigkill_restarts_are_bit_identical(reference, cache_dir, tmp_path):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 1-device run (this process) checkpointing at 3, 6, ..., 18, 20."""
+    workdir = tmp_path_factory.mktemp("reference")
+    run_here(workdir, SAVING)
+    assert saved_steps(workdir) == [3, 6, 9, 12, 15, 18, 20]
+    return workdir
+
+
+def test_sigkill_restarts_are_bit_identical(reference, tmp_path):
     rng = random.Random(1234)
     kills = 0
     while True:
-        proc = subprocess.Popen(_cmd(tmp_path, 12, ["--config.checkpoint_every_steps=3"]),
-                                env=_env(1, cache_dir), cwd=REPO_ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if kills < 3:
+        proc = popen(tmp_path, SAVING)
+        if kills < 2:
             # Kill at a random moment once training is under way (a step line was printed).
             target = rng.randint(1, 4)
             seen = 0
@@ -90,45 +97,105 @@ def test_sigkill_restarts_are_bit_identical(reference, cache_dir, tmp_path):
                         time.sleep(rng.uniform(0.0, 0.5))
                         proc.send_signal(signal.SIGKILL)
                         break
-            proc.wait()
-            if proc.returncode == -signal.SIGKILL:
+            if proc.wait() == -signal.SIGKILL:
+                proc.stdout.close()
                 kills += 1
                 continue
-        output = proc.communicate()[0] if proc.stdout else ""
-        assert proc.wait() == 0, output[-4000:]
-        if os.path.exists(tmp_path / "checkpoints" / "12"):
+        output = proc.communicate()[0]
+        assert proc.returncode == 0, output[-4000:]
+        if os.path.exists(tmp_path / "checkpoints" / str(STEPS)):
             break
     assert kills >= 1
-    expected, got = losses(reference), losses(tmp_path)
-    assert sorted(got) == sorted(expected) == list(range(1, 13))
+    expected, got = helpers.train_values(str(reference)), helpers.train_values(str(tmp_path))
+    assert sorted(got) == sorted(expected) == list(range(1, STEPS + 1))
     for step in expected:
         assert got[step] == expected[step], (step, got[step], expected[step])  # bit-identical
-    for a, b in zip(final_params(reference, 12), final_params(tmp_path, 12)):
-        np.testing.assert_array_equal(a, b)
+    ref_leaves, got_leaves = state_leaves(reference, STEPS), state_leaves(tmp_path, STEPS)
+    assert [p for p, _ in got_leaves] == [p for p, _ in ref_leaves]
+    for (path, a), (_, b) in zip(ref_leaves, got_leaves):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=str(path))
 
 
-def test_sigterm_saves_and_exits_cleanly(cache_dir, tmp_path):
-    proc = subprocess.Popen(_cmd(tmp_path, 200, ["--config.checkpoint_every_steps=1000"]),
-                            env=_env(1, cache_dir), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+def _preempt(workdir, sig, at_line):
+    """Runs the CLI, sends `sig` when it prints a line starting with `at_line`; returns
+    (exit status, output, first step line)."""
+    proc = popen(workdir, BASE)
+    lines, first_step = [], None
     for line in proc.stdout:
-        if line.startswith("step      3/"):
-            proc.send_signal(signal.SIGTERM)
+        lines.append(line)
+        if line.startswith("step ") and first_step is None:
+            first_step = line
+        if line.startswith(at_line):
+            proc.send_signal(sig)
             break
-    output = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0, output[-3000:]
+    output = "".join(lines) + proc.communicate(timeout=300)[0]
+    return proc.returncode, output, first_step
+
+
+def test_sigterm_and_sigint_save_and_exit_cleanly(reference, tmp_path):
+    """SIGTERM (a scheduler's preemption) and SIGINT (Ctrl-C) each save a checkpoint at the
+    end of the current step and exit 0; the same command then continues from there, with the
+    numbers of an uninterrupted run."""
+    code, output, _ = _preempt(tmp_path, signal.SIGTERM, "step      3/")
+    assert code == 0, output[-3000:]
     assert "Received SIGTERM" in output and "Preempted at step" in output
-    saved = [int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
-    assert len(saved) == 1 and 3 <= saved[0] < 200
-    # The scheduler restarts the job: it continues from there.
-    resumed = run(tmp_path, saved[0] + 2, cache_dir)
-    assert f"Resuming from the checkpoint at step {saved[0]}" in resumed.stdout
+    saved = saved_steps(tmp_path)  # checkpoint_every_steps=0: only the preemption saves
+    assert len(saved) == 1 and 3 <= saved[0] < STEPS
+    assert f"Preempted at step {saved[0]}: checkpoint saved" in output
+    # The scheduler restarts the job (the same command); Ctrl-C stops it again.
+    code, output, first_step = _preempt(tmp_path, signal.SIGINT, "step ")
+    assert code == 0, output[-3000:]
+    assert f"Resuming from the checkpoint at step {saved[0]}" in output
+    assert first_step.startswith(f"step {saved[0] + 1:>6d}/{STEPS} |")
+    assert "Received SIGINT" in output and "Traceback" not in output
+    resaved = saved_steps(tmp_path)
+    assert len(resaved) == 2 and resaved[0] == saved[0] < resaved[1] < STEPS
+    assert f"Preempted at step {resaved[1]}: checkpoint saved" in output
+    got, expected = helpers.train_values(str(tmp_path)), helpers.train_values(str(reference))
+    assert set(range(1, resaved[1] + 1)) <= set(got)
+    for step in range(1, resaved[1] + 1):
+        assert got[step] == expected[step], step  # bit-identical across the preemptions
 
 
-def test_damaged_latest_checkpoint_is_skipped(reference, cache_dir, tmp_path):
-    shutil.copytree(reference, tmp_path, dirs_exist_ok=True)
-    # Damage every data file of the latest checkpoint (step 12).
-    latest = tmp_path / "checkpoints" / "12"
+def test_second_ctrl_c_stops_at_once():
+    """The first SIGINT asks for a checkpoint at the end of the step; a second one raises
+    KeyboardInterrupt at once. The previous handlers come back afterwards."""
+    import threading
+    from vatt.train.checkpointing import PreemptionGuard
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be installed from the main thread")
+
+    def deliver(sig):
+        assert signal.getsignal(sig) == guard._handle  # never signal an unguarded process
+        os.kill(os.getpid(), sig)
+        time.sleep(0.05)  # the handler runs in the main thread at the next bytecode
+
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    guard = PreemptionGuard()
+    try:
+        assert not guard.requested()
+        deliver(signal.SIGTERM)
+        assert guard.requested()
+        deliver(signal.SIGTERM)  # a repeated SIGTERM only asks again
+        with pytest.raises(KeyboardInterrupt):
+            deliver(signal.SIGINT)
+    finally:
+        guard.restore_handlers()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == previous
+    guard = PreemptionGuard()
+    try:
+        deliver(signal.SIGINT)
+        assert guard.requested()
+        with pytest.raises(KeyboardInterrupt):
+            deliver(signal.SIGINT)
+    finally:
+        guard.restore_handlers()
+
+
+def test_damaged_latest_checkpoint_is_skipped(reference, tmp_path):
+    shutil.copytree(reference / "checkpoints", tmp_path / "checkpoints")
+    # Damage every data file of the latest checkpoint.
+    latest = tmp_path / "checkpoints" / str(STEPS)
     damaged = 0
     for root, _, files in os.walk(latest):
         for name in files:
@@ -138,45 +205,83 @@ def test_damaged_latest_checkpoint_is_skipped(reference, cache_dir, tmp_path):
                     f.truncate(max(os.path.getsize(path) // 3, 1))
                 damaged += 1
     assert damaged
-    proc = run(tmp_path, 12, cache_dir)
-    assert "Checkpoint at step 12" in proc.stdout and "skipping it" in proc.stdout
-    assert "Resuming from the checkpoint at step 9" in proc.stdout
-    # It re-ran steps 10..12 and got the same numbers as the reference.
-    got, expected = losses(tmp_path), losses(reference)
-    for step in (10, 11, 12):
+    stdout, _ = run_here(tmp_path, SAVING)
+    assert f"Checkpoint at step {STEPS}" in stdout and "skipping it" in stdout
+    assert "Resuming from the checkpoint at step 18" in stdout
+    # It re-ran steps 19 and 20 (no metrics were copied: these are the new run's) and got the
+    # same numbers as the reference.
+    got, expected = helpers.train_values(str(tmp_path)), helpers.train_values(str(reference))
+    assert sorted(got) == [19, 20]
+    for step in (19, 20):
         assert got[step] == expected[step]
 
 
-def test_nan_update_is_skipped_and_counted(cache_dir, tmp_path):
-    run(tmp_path, 6, cache_dir, extra=["--config.debug_nan_at_step=3",
-                                       "--config.checkpoint_every_steps=2"])
-    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    by_step = {r["step"]: r for r in records if "train/loss" in r}
+def test_nan_update_is_skipped_and_counted(tmp_path):
+    from vatt.train.checkpointing import load_model_tree
+    run_here(tmp_path, dict(BASE, **{"total_steps": 6, "debug_nan_at_step": 3,
+                                     "checkpoint_every_steps": 2}))
+    by_step = {r["step"]: r for r in helpers.records(str(tmp_path)) if "train/loss" in r}
+    assert sorted(by_step) == [1, 2, 3, 4, 5, 6]
     assert by_step[3]["train/loss"] == "nan"
-    assert by_step[2]["train/nonfinite_steps"] == 0 and by_step[6]["train/nonfinite_steps"] == 1
+    assert by_step[2]["train/nonfinite_steps"] == 0
+    assert all(by_step[s]["train/nonfinite_steps"] == 1 for s in (3, 4, 5, 6))
     assert all(np.isfinite(by_step[s]["train/loss"]) for s in (1, 2, 4, 5, 6))
-    for p in final_params(tmp_path, 6):
-        assert np.all(np.isfinite(p))
+    assert saved_steps(tmp_path) == [2, 4, 6]
+    params = load_model_tree(str(tmp_path))  # the newest checkpoint: step 6
+    assert params and all(np.all(np.isfinite(p)) for p in params.values())
 
 
-def test_nan_with_stop_keeps_last_good_checkpoint(cache_dir, tmp_path):
-    proc = run(tmp_path, 8, cache_dir, check=False,
-               extra=["--config.debug_nan_at_step=5", "--config.nonfinite=stop",
-                      "--config.checkpoint_every_steps=2", "--config.log_every_steps=2"])
-    assert proc.returncode == 1
-    assert "non-finite loss or gradient by step 6" in proc.stderr
-    saved = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
-    assert saved == [2, 4]
+def test_nan_with_stop_keeps_last_good_checkpoint(tmp_path):
+    from vatt.train.loop import NonFiniteError
+    with pytest.raises(NonFiniteError) as err:
+        run_here(tmp_path, dict(BASE, **{"total_steps": 8, "debug_nan_at_step": 5,
+                                         "nonfinite": "stop", "checkpoint_every_steps": 2,
+                                         "log_every_steps": 2}))
+    message = str(err.value)
+    assert "non-finite loss or gradient by step 6" in message
+    assert os.path.join(str(tmp_path), "checkpoints") in message
+    assert "config.nonfinite=skip" in message
+    assert saved_steps(tmp_path) == [2, 4]
+    # Nothing after the bad step was logged and no evaluation ran.
+    records = helpers.records(str(tmp_path))
+    assert max(r["step"] for r in records) <= 4
+    assert not helpers.final_metrics(str(tmp_path))
 
 
-@pytest.mark.parametrize("save_devices, load_devices", [(8, 1), (1, 8)])
-def test_resume_across_device_counts(reference, cache_dir, tmp_path, save_devices, load_devices):
-    run(tmp_path, 6, cache_dir, num_devices=save_devices, extra=["--config.checkpoint_every_steps=3"])
-    shutil.rmtree(tmp_path / "checkpoints" / "6")
-    proc = run(tmp_path, 12, cache_dir, num_devices=load_devices,
-               extra=["--config.checkpoint_every_steps=3"])
-    assert "Resuming from the checkpoint at step 3" in proc.stdout
-    got, expected = losses(tmp_path), losses(reference)
-    # Another device count sums in another order: equal up to float rounding (rtol 1e-4).
-    np.testing.assert_allclose([got[s] for s in range(1, 13)],
-                               [expected[s] for s in range(1, 13)], rtol=1e-4)
+@pytest.fixture(scope="module")
+def resumed_on_8(reference, tmp_path_factory):
+    """(workdir, console output) of an 8-device run (ONE subprocess) resuming the reference's
+    1-device checkpoint at step 3; it saves its own checkpoints at 6, 9, ..., 18, 20."""
+    workdir = only_checkpoint(str(reference), 3, str(tmp_path_factory.mktemp("eight") / "w"))
+    stdout = helpers.run_python(f"""
+        import contextlib, io, json, jax
+        from vatt import config_files, experiment
+        assert jax.device_count() == 8
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            experiment.run(config_files.load({SPEC!r}, {SAVING!r}), {workdir!r}, plots=False,
+                           tensorboard=False)
+        print("RESULT:" + json.dumps(out.getvalue()))
+        """, num_devices=8)
+    return workdir, stdout
+
+
+@pytest.mark.parametrize("save_devices, load_devices", [(1, 8), (8, 1)])
+def test_resume_across_device_counts(reference, resumed_on_8, tmp_path, save_devices,
+                                     load_devices):
+    expected = helpers.train_values(str(reference))
+    if load_devices == 8:  # the reference's checkpoint at step 3, saved on 1 device
+        (workdir, stdout), first = resumed_on_8, 4
+        assert "on 8 devices" in stdout
+        assert saved_steps(workdir) == [3, 6, 9, 12, 15, 18, 20]
+    else:  # the 8-device run's checkpoint at step 6, resumed here on 1 device
+        workdir, first = only_checkpoint(resumed_on_8[0], 6, str(tmp_path / "w")), 7
+        stdout, _ = run_here(workdir, SAVING)
+        assert "on 1 devices" in stdout
+    assert f"Resuming from the checkpoint at step {first - 1}" in stdout
+    got = helpers.train_values(workdir)
+    # Only the steps after the checkpoint ran (the new workdir held nothing else). Another
+    # device count sums in another order: equal up to float rounding (rtol 1e-4).
+    assert sorted(got) == list(range(first, STEPS + 1))
+    np.testing.assert_allclose([got[s] for s in range(first, STEPS + 1)],
+                               [expected[s] for s in range(first, STEPS + 1)], rtol=1e-4)

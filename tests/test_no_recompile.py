@@ -1,38 +1,38 @@
-"""The train step never waits for the host and compiles once: the loop's jitted step run for
-several steps on prefetched batches (state donated), and a short train_and_evaluate run, each
-compile jit(train_step) exactly once (jax_log_compiles records every XLA compilation)."""
+"""The train step never waits for the host and compiles once: the loop's own jitted step
+(vatt.train.step.jit_train_step, compiled by compile_with_memory_check, fed by the Prefetcher,
+state donated) run for several steps, and a whole experiment.run, each compile jit(train_step)
+exactly once (jax_log_compiles records every XLA compilation). The prefetch thread ends with the
+loop, and with a Prefetcher closed mid-stream."""
 
 import contextlib
 import logging
+import threading
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from vatt.bench.step import load_config
-from vatt.tasks import get_task
-from vatt.train import loop, partitioning
+import helpers
+from vatt import config_files
+from vatt.parallel.mesh import batch_sharding, make_mesh
+from vatt.tasks import build_task
 from vatt.train.optimizer import build_optimizer
+from vatt.train.prefetch import Prefetcher
+from vatt.train.state import create_train_state
+from vatt.train.step import compile_with_memory_check, jit_train_step
 
-
-def small_tiny(batch_size: int, total_steps: int):
-    config = load_config("tiny")
-    config.batch_size = batch_size
-    config.total_steps = total_steps
-    config.log_every_steps = 1
-    config.checkpoint_every_steps = 0
-    config.optimizer.warmup_steps = 1
-    config.eval.num_clips = 16
-    config.eval.batch_size = 8
-    for m in ("video", "audio", "text"):
-        config.model[m].num_layers = 1
-    return config
+SPEC = "pretrain:tiny,runlocal"
+# The 20-step program of tests/test_train.py and tests/test_checkpointing.py (shared through
+# the compilation cache); a loss per step.
+OVERRIDES = {"total_steps": 20, "log_every_steps": 1, "eval.plots": False,
+             "optimizer.warmup_steps": 2}
+MANUAL_STEPS = 4
 
 
 class _Compiles(logging.Handler):
-    """Counts XLA compilations of functions named `name` (one per backend compile; a lowering
-    served from jax's caches does not count)."""
+    """Counts XLA compilations of functions named `name` (one per compile request of a new
+    lowering, whether XLA compiles it or the persistent cache serves it)."""
 
     def __init__(self, name: str):
         super().__init__(logging.DEBUG)
@@ -58,8 +58,12 @@ def count_compiles(name: str = "train_step"):
         logger.removeHandler(handler)
 
 
+def prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "vatt-prefetch" and t.is_alive()]
+
+
 class CountingStream:
-    """Wraps the task's stream, counting the host batches the prefetcher has pulled."""
+    """Wraps a data stream, counting the host batches the prefetcher has pulled."""
 
     def __init__(self, stream):
         self.stream, self.pulled = stream, 0
@@ -76,50 +80,121 @@ class CountingStream:
         return self.stream.get_state()
 
 
-def test_jitted_step_compiles_once_prefetches_and_donates():
-    config = small_tiny(batch_size=8, total_steps=10)
-    mesh = partitioning.make_mesh(-1)
+@pytest.fixture(scope="module")
+def manual_steps():
+    """MANUAL_STEPS steps exactly as vatt.train.loop._train runs them; records what the
+    test checks."""
+    config = config_files.load(SPEC, OVERRIDES)
+    mesh = make_mesh(config.mesh.data)
+    seen = {"pulled_ahead": 0, "global_arrays": True, "batch_sharded": True, "donated": True,
+            "data_states": [], "losses": []}
     with jax.set_mesh(mesh):
-        task = get_task(config)
+        task = build_task(config)
         tx, schedule = build_optimizer(config.optimizer, config.total_steps)
-        graphdef, state, state_sharding = loop.create_train_state(task, tx, mesh, config.seed)
-        # As the loop jits it (vatt/train/loop.py::_train).
-        step_fn = jax.jit(
-            loop.make_train_step(graphdef, task.loss_fn, tx, schedule, skip_nonfinite=True,
-                                 trainable=task.trainable),
-            in_shardings=(state_sharding, partitioning.batch_sharding(mesh)),
-            out_shardings=(state_sharding, partitioning.replicated(mesh)),
-            donate_argnums=0)
+        graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed)
+        step_fn = jit_train_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
         stream = CountingStream(task.train_stream(0, 0, 1))
-        batches = loop._prefetch(stream, mesh)
-        losses = []
-        with count_compiles() as compiles:
-            for step in range(4):
-                batch, _ = next(batches)
+        with count_compiles() as compiles, Prefetcher(stream, mesh) as batches:
+            compiled = None
+            for step in range(MANUAL_STEPS):
+                batch, data_state = next(batches)
                 if step == 0:
                     # The prefetcher runs ahead of the consumer: more batches are rendered
                     # and on the devices before the step asks for them.
                     deadline = time.time() + 30
                     while stream.pulled < 2 and time.time() < deadline:
                         time.sleep(0.05)
-                    assert stream.pulled >= 2
-                assert all(isinstance(v, jax.Array) for v in batch.values())
-                assert batch["video"].sharding.is_equivalent_to(
-                    partitioning.batch_sharding(mesh), batch["video"].ndim)
+                    seen["pulled_ahead"] = stream.pulled
+                seen["data_states"].append(data_state)
+                seen["global_arrays"] &= all(isinstance(v, jax.Array) for v in batch.values())
+                seen["batch_sharded"] &= batch["video"].sharding.is_equivalent_to(
+                    batch_sharding(mesh), batch["video"].ndim)
+                if compiled is None:
+                    compiled = compile_with_memory_check(step_fn, state, batch, verbose=False)
                 old_leaf = jax.tree.leaves(state.params)[0]
-                state, metrics = step_fn(state, batch)
-                assert old_leaf.is_deleted()  # the state was donated to the step
-                losses.append(metrics["train/loss"])
-        assert compiles.count == 1
-        assert step_fn._cache_size() == 1
-        assert int(state.step) == 4
-        assert np.all(np.isfinite(jax.device_get(losses)))
+                state, metrics = compiled(state, batch)
+                seen["donated"] &= old_leaf.is_deleted()  # the state was donated to the step
+                seen["losses"].append(metrics["train/loss"])
+        seen["prefetcher_alive_after_close"] = batches.alive
+    seen["compiles"] = compiles.count
+    seen["step"] = int(state.step)
+    seen["losses"] = [float(x) for x in jax.device_get(seen["losses"])]
+    return seen
 
 
-def test_train_and_evaluate_compiles_train_step_once(tmp_path):
-    # A batch size of its own, so no jax cache from the test above can serve this one.
-    config = small_tiny(batch_size=4, total_steps=5)
+def test_loop_step_compiles_once_prefetches_and_donates(manual_steps):
+    s = manual_steps
+    assert s["compiles"] == 1
+    assert s["pulled_ahead"] >= 2
+    assert s["global_arrays"] and s["batch_sharded"] and s["donated"]
+    assert s["step"] == MANUAL_STEPS
+    # Each batch comes with the stream position after it (what a checkpoint records).
+    assert s["data_states"] == [{"step": i} for i in range(1, MANUAL_STEPS + 1)]
+    assert np.all(np.isfinite(s["losses"]))
+    assert not s["prefetcher_alive_after_close"]
+
+
+def test_run_compiles_train_step_once_and_ends_its_prefetch_thread(manual_steps, tmp_path):
+    from vatt import experiment
     with count_compiles() as compiles:
-        metrics = loop.train_and_evaluate(config, str(tmp_path))
+        metrics = experiment.run(config_files.load(SPEC, OVERRIDES), str(tmp_path),
+                                 plots=False, tensorboard=False)
     assert compiles.count == 1
-    assert metrics  # the final evaluation ran
+    assert metrics["zeroshot/num_clips"] == 64  # the final evaluation ran
+    # Issue 13, item 6: the loop closes its prefetcher; no thread is left blocked on a put.
+    assert not prefetch_threads(), prefetch_threads()
+    # The steps the test ran by hand are the loop's: the same losses, bit for bit.
+    losses = helpers.train_values(str(tmp_path))
+    assert [losses[s] for s in range(1, MANUAL_STEPS + 1)] == manual_steps["losses"]
+
+
+class EndlessStream:
+    """Host batches of 8 rows forever (or an error at batch `fail_at`, or the end at `end`)."""
+
+    def __init__(self, fail_at=None, end=None):
+        self.step, self.fail_at, self.end = 0, fail_at, end
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.step == self.fail_at:
+            raise ValueError(f"bad record at batch {self.step}")
+        if self.step == self.end:
+            raise StopIteration
+        self.step += 1
+        return {"x": np.full((8, 4), self.step, np.float32)}
+
+    def get_state(self):
+        return {"step": self.step}
+
+
+def test_prefetcher_closed_mid_stream_ends_its_thread():
+    mesh = make_mesh(-1)
+    before = prefetch_threads()
+    stream = EndlessStream()
+    batches = Prefetcher(stream, mesh, size=2)
+    batch, state = next(batches)
+    assert float(batch["x"][0, 0]) == 1 and state == {"step": 1}
+    deadline = time.time() + 30
+    while stream.step < 3 and time.time() < deadline:  # the worker fills the queue and blocks
+        time.sleep(0.01)
+    assert stream.step >= 3 and batches.alive and len(prefetch_threads()) == len(before) + 1
+    batches.close()
+    assert not batches.alive
+    assert prefetch_threads() == before
+    pulled = stream.step
+    time.sleep(0.2)
+    assert stream.step == pulled  # nothing is read after close
+
+
+def test_prefetcher_surfaces_errors_and_the_end_of_the_stream():
+    mesh = make_mesh(-1)
+    with Prefetcher(EndlessStream(fail_at=2), mesh) as batches:
+        assert [float(next(batches)[0]["x"][0, 0]) for _ in range(2)] == [1, 2]
+        with pytest.raises(ValueError, match="bad record at batch 2"):
+            next(batches)
+    assert not batches.alive
+    with Prefetcher(EndlessStream(end=3), mesh) as batches:
+        assert [s["step"] for _, s in batches] == [1, 2, 3]
+    assert not batches.alive

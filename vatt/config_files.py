@@ -103,22 +103,42 @@ def _parse_override(text: str) -> tuple[str, str]:
     return key, value
 
 
-def apply_override(config: ml_collections.ConfigDict, key: str, value) -> None:
-    """Sets the dotted `key` of `config`; a string value is parsed to the key's type."""
+def _parent_and_leaf(config: ml_collections.ConfigDict, key: str):
+    """(the ConfigDict holding the dotted `key`, its last part); KeyError naming the declared
+    keys when the config has no such key."""
     parent, _, leaf = key.rpartition(".")
     node = config
     for part in filter(None, parent.split(".")):
-        if part not in node:
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
             raise KeyError(f"config.{key}: the config has no {part!r}; declared keys: "
                            f"{', '.join(sorted(node.keys()))}")
         node = node[part]
-    if leaf not in node:
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
         raise KeyError(f"config.{key}: the config has no {leaf!r}; declared keys: "
                        f"{', '.join(sorted(node.keys()))}")
+    return node, leaf
+
+
+def apply_override(config: ml_collections.ConfigDict, key: str, value) -> None:
+    """Sets the dotted `key` of `config`; a string value is parsed to the key's type."""
+    node, leaf = _parent_and_leaf(config, key)
     current = node[leaf]
     if isinstance(value, str) and not isinstance(current, str):
         value = _parse_value(value, current)
     node[leaf] = value
+
+
+def check_override_keys(argv: Sequence[str], flag: str = "config") -> None:
+    """Raises KeyError (one line naming the key and the declared ones) for a --<flag>.<key>
+    that the config named by --<flag> does not declare: checked before absl parses, so the
+    command line gets the usual one-line error instead of a traceback."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag}=")), None)
+    keys = [a[len(f"--{flag}."):].split("=", 1)[0] for a in argv if a.startswith(f"--{flag}.")]
+    if spec is None or not keys:
+        return
+    config = load(spec)
+    for key in keys:
+        _parent_and_leaf(config, key)
 
 
 def _parse_value(text: str, current):

@@ -106,8 +106,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
     """absl's parsing, after resolving --config to a file (a shipped config named from anywhere)."""
     try:
         argv = config_files.resolve_argv(argv)
+        config_files.check_override_keys(argv)
     except FileNotFoundError as e:
         _fail(str(e))
+    except KeyError as e:
+        _fail(f"{e.args[0]} (overrides can only set keys the config declares)")
     return app.parse_flags_with_usage(argv)
 
 
