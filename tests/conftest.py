@@ -66,3 +66,42 @@ def trained_run(tmp_path_factory) -> TrainedRun:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return TrainedRun(workdir=workdir, spec=TRAINED_SPEC, config=config_files.load(TRAINED_SPEC),
                       metrics=final_metrics(workdir))
+
+
+# The 8-fake-device runs of the suite, in ONE subprocess (one interpreter, and the replicated
+# program compiled once for the layout test and the chunked-loss test). The runs use the 20-step
+# overrides that test_train.py, test_checkpointing.py and test_pretrain_task.py share.
+EIGHT_DEVICE_OVERRIDES = {"total_steps": 20, "log_every_steps": 1, "eval.plots": False,
+                          "optimizer.warmup_steps": 2}
+EIGHT_DEVICE_RUNS = {"replicated": {}, "fsdp": {"mesh.fsdp": True}, "chunked": {"loss.chunked": True}}
+
+
+@pytest.fixture(scope="session")
+def eight_device_runs(tmp_path_factory) -> dict[str, str]:
+    """{"replicated" | "fsdp" | "chunked": workdir} of pretrain:tiny,runlocal with
+    EIGHT_DEVICE_OVERRIDES on 8 fake CPU devices, run once per session (file-locked, like
+    trained_run) in one subprocess; read-only for the tests."""
+    from helpers import run_python
+    shared = _shared_dir(tmp_path_factory)
+    workdirs = {name: os.path.join(shared, "eight_devices", name) for name in EIGHT_DEVICE_RUNS}
+    done = os.path.join(shared, "eight_devices.done")
+    with open(os.path.join(shared, "eight_devices.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not os.path.exists(done):
+                out = run_python(f"""
+                    import json, jax
+                    from vatt import config_files, experiment
+                    assert jax.device_count() == 8
+                    for name, extra in {EIGHT_DEVICE_RUNS!r}.items():
+                        config = config_files.load({TRAINED_SPEC!r},
+                                                   dict({EIGHT_DEVICE_OVERRIDES!r}, **extra))
+                        experiment.run(config, {workdirs!r}[name], plots=False, tensorboard=False)
+                    print("RESULT:" + json.dumps(jax.device_count()))
+                    """, num_devices=8)
+                assert out == 8
+                with open(done, "w") as f:
+                    json.dump(workdirs, f)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return workdirs

@@ -121,12 +121,13 @@ def test_an_upward_import_is_caught(tmp_path):
     assert len(problems) == 2
 
 
-def test_models_losses_tasks_and_train_loop_import_no_tensorflow():
+def test_models_losses_tasks_train_loop_and_bench_import_no_tensorflow():
     """TensorFlow stays in the data layer's real-data modules."""
     from subprocess_utils import run_python
     out = run_python("""
         import json, sys
         import vatt.models, vatt.losses, vatt.tasks, vatt.train.loop, vatt.experiment
+        import vatt.bench, vatt.bench.cli, vatt.bench.step, vatt.bench.suite
         print("RESULT:" + json.dumps("tensorflow" in sys.modules))
     """)
     assert out is False

@@ -23,7 +23,6 @@ SPEC = "pretrain:tiny,runlocal"
 # test_checkpointing.py, test_no_recompile.py and test_cli.py are compiled once for all.
 RUN = {"total_steps": 20, "log_every_steps": 1, "eval.plots": False, "optimizer.warmup_steps": 2}
 STEPS = RUN["total_steps"]
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 B, K = 8, 2        # clips, candidate captions per clip (the runlocal config's num_captions)
 NO_TEXT = (2, 5)   # clips of the hand-made batch without any caption (AudioSet-style)
 
@@ -315,28 +314,17 @@ def test_learned_temperature_moves_is_saved_and_resumed(tmp_path):
 
 
 # --------------------------------------------------------------------------- 4. chunked losses
-def test_chunked_losses_train_like_the_plain_ones_on_eight_devices(tmp_path):
+def test_chunked_losses_train_like_the_plain_ones_on_eight_devices(eight_device_runs):
     """Measured (2-core x86-64): steps 1-2 equal bit for bit; the largest relative difference over
     the 20 steps is 6.5e-6 for train/loss, 3.3e-6 for train/loss_va and 1.1e-5 for train/loss_vt
     (rounding in the gathered reductions, carried on by training; steps 1-10 all below 5e-6).
-    The series are not bit-identical, so the chunked form did run. The plain run is
-    test_train.py's 8-device run (same program)."""
-    out = helpers.run_python(f"""
-        import json, jax
-        from vatt import config_files, experiment
-        from helpers import train_values
-        assert jax.device_count() == 8
-        series = {{}}
-        for chunked in (False, True):
-            workdir = {str(tmp_path)!r} + f"/chunked{{int(chunked)}}"
-            config = config_files.load({SPEC!r}, dict({RUN!r}, **{{"loss.chunked": chunked}}))
-            assert config.batch_size == 16
-            experiment.run(config, workdir, plots=False, tensorboard=False)
-            series[str(chunked)] = {{k: train_values(workdir, k) for k in
-                                    ("train/loss", "train/loss_va", "train/loss_vt")}}
-        print("RESULT:" + json.dumps(series))
-        """, num_devices=8,
-        extra_env={"PYTHONPATH": os.pathsep.join([TESTS_DIR, helpers.REPO_ROOT])})
+    The series are not bit-identical, so the chunked form did run. Both runs come from the
+    session's one 8-device subprocess (tests/conftest.py: eight_device_runs, the RUN overrides)."""
+    from conftest import EIGHT_DEVICE_OVERRIDES
+    assert EIGHT_DEVICE_OVERRIDES == RUN
+    out = {name: {k: {str(s): v for s, v in helpers.train_values(eight_device_runs[run], k).items()}
+                  for k in ("train/loss", "train/loss_va", "train/loss_vt")}
+           for name, run in (("False", "replicated"), ("True", "chunked"))}
     plain, chunked = out["False"], out["True"]
     steps = [str(s) for s in range(1, STEPS + 1)]
     identical = True

@@ -101,22 +101,11 @@ def test_trained_run_learns_and_retrieves_far_above_chance(trained_run):
         assert metrics[f"zeroshot/{task}/R@1"] >= 8 * CHANCE_R1, (task, metrics)
 
 
-@pytest.fixture(scope="module")
-def eight_device_runs(tmp_path_factory):
-    """{"replicated": workdir, "fsdp": workdir}: both runs in ONE 8-device subprocess."""
-    base = tmp_path_factory.mktemp("eight")
-    workdirs = {"replicated": str(base / "replicated"), "fsdp": str(base / "fsdp")}
-    out = helpers.run_python(f"""
-        import json, jax
-        from vatt import config_files, experiment
-        assert jax.device_count() == 8
-        for name, fsdp in (("replicated", False), ("fsdp", True)):
-            config = config_files.load({SPEC!r}, dict({OVERRIDES!r}, **{{"mesh.fsdp": fsdp}}))
-            experiment.run(config, {workdirs!r}[name], plots=False, tensorboard=False)
-        print("RESULT:" + json.dumps(jax.device_count()))
-        """, num_devices=8)
-    assert out == 8
-    return workdirs
+# eight_device_runs (tests/conftest.py): the replicated, FSDP and chunked-loss runs on 8 fake
+# devices, in one subprocess shared with tests/test_pretrain_task.py.
+def test_eight_device_runs_use_these_overrides():
+    from conftest import EIGHT_DEVICE_OVERRIDES
+    assert EIGHT_DEVICE_OVERRIDES == OVERRIDES
 
 
 def test_eight_fake_devices_match_one(single_device_run, eight_device_runs):
