@@ -104,3 +104,17 @@ def downstream_keys(task: str, arg: str | None, pretrain) -> tuple[ml_collection
     config.dataset = dataset
     config.model = pre.model
     return config, dataset, opts, pre
+
+
+def add_evaluation(config: ml_collections.ConfigDict, name: str, entry: ml_collections.ConfigDict,
+                   pre: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Makes `entry` the one `evals` entry of an evaluate-only config. On a real dataset
+    config.data is the entry's data section itself (one object), so --config.data.data_dir=...
+    reaches the evaluator, and captions are read at the model's text length."""
+    config.evals = ml_collections.ConfigDict({name: entry})
+    if config.dataset == "synthetic":
+        config.data = pre.data
+    else:
+        config.data = entry.data
+        config.data.max_text_len = config.model.text.max_len
+    return config

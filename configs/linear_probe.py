@@ -59,10 +59,4 @@ def probe_entry(dataset: str, runlocal: bool = False) -> ml_collections.ConfigDi
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
     config, dataset, opts, pre = _common.downstream_keys("linear_probe", arg, _pretrain)  # total_steps 0: evaluate only
     entry = probe_entry(dataset, "runlocal" in opts)
-    config.evals = ml_collections.ConfigDict({f"linear_probe_{dataset}": entry})
-    # A real dataset: config.data is the entry's data section itself (one object), so
-    # --config.data.data_dir=... reaches the probe.
-    config.data = pre.data if dataset == "synthetic" else entry.data
-    if dataset != "synthetic":
-        config.data.max_text_len = config.model.text.max_len  # captions as the model reads them
-    return config
+    return _common.add_evaluation(config, f"linear_probe_{dataset}", entry, pre)

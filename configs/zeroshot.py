@@ -46,10 +46,4 @@ def zeroshot_entry(dataset: str, runlocal: bool = False) -> ml_collections.Confi
 def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
     config, dataset, opts, pre = _common.downstream_keys("zeroshot", arg, _pretrain)  # total_steps 0: evaluate only
     entry = zeroshot_entry(dataset, "runlocal" in opts)
-    config.evals = ml_collections.ConfigDict({f"zeroshot_{dataset}": entry})
-    # A real dataset: config.data is the entry's data section itself (one object), so
-    # --config.data.data_dir=... reaches the evaluator.
-    config.data = pre.data if dataset == "synthetic" else entry.data
-    if dataset != "synthetic":
-        config.data.max_text_len = config.model.text.max_len  # captions as the model reads them
-    return config
+    return _common.add_evaluation(config, f"zeroshot_{dataset}", entry, pre)
