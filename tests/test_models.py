@@ -319,6 +319,18 @@ PAPER_BACKBONES = {"small": 20.9e6, "base": 87.9e6, "medium": 155.0e6, "large": 
 PAPER_TOTALS = {"bbs": 197e6, "mbs": 264e6, "lbs": 415e6, "ma_medium": 155e6}
 
 
+# Exact counts of the official checkpoints' backbones (sums of the variable shapes listed in the
+# official variable lists, shared/official_vatt/tx_fac_{bbs,mbs,lbs}.keys.txt, optimizer slots and
+# the frozen 65536 x 300 word table left out). The T5-small text tower: 6 x 3,147,264 (bias-free
+# q/k/v/o and MLP, RMSNorm + LayerNorm) + 256 (relative-bias table) + 512 (final RMSNorm)
+# + 153,600 (pre_proj 300 x 512) + 300 (AGG) = 19,038,252.
+OFFICIAL_BACKBONES = {
+    "bbs": {"video": 87_446_016, "audio": 86_078_976, "text": 19_038_252},
+    "mbs": {"video": 154_343_424, "audio": 86_078_976, "text": 19_038_252},
+    "lbs": {"video": 305_498_112, "audio": 86_078_976, "text": 19_038_252},
+}
+
+
 def test_param_counts_match_paper_within_2_percent():
     # The paper's per-size counts are video backbones (voxel projection included).
     for size, ref in PAPER_BACKBONES.items():
@@ -331,6 +343,9 @@ def test_param_counts_match_paper_within_2_percent():
         counts = param_counts(model_config(variant))
         assert abs(counts["total"] - ref) / ref < 0.02, (variant, counts, ref)
         assert counts["text_word_embedding"] == 2**16 * 300
+        # The paper variants (T5 text tower) match the official checkpoints' backbones exactly.
+        for group, n in OFFICIAL_BACKBONES.get(variant, {}).items():
+            assert counts[group] == n, (variant, group, counts[group], n)
 
 
 def _size(x) -> int:

@@ -6,6 +6,7 @@ Public API:
   Classifier(backbone, num_classes, ...), Classifier.from_model(model, modality, num_classes, ...)
   summarize(model_config, batch_size=1) -> (table, report)   (vatt.models.summary)
   FrozenParam: the variable type of frozen (user-supplied) word embeddings.
+  T5TextBackbone: the official T5 text tower (model.text.kind="t5"; vatt.models.t5_text).
 """
 
 from vatt.models.backbone import ModalityBackbone
@@ -14,12 +15,13 @@ from vatt.models.configs import model_config
 from vatt.models.deflation import deflate_video_tokenizer, fold_temporal_kernel, images_to_video
 from vatt.models.droptoken import drop_tokens, num_kept
 from vatt.models.heads import CommonSpaceHeads
+from vatt.models.t5_text import T5TextBackbone
 from vatt.models.tokenizers import FrozenParam
 from vatt.models.transformer import Encoder
 from vatt.models.vatt_model import MODALITIES, VATT, build_model
 
 __all__ = [
     "MODALITIES", "VATT", "Classifier", "CommonSpaceHeads", "Encoder", "FrozenParam",
-    "ModalityBackbone", "build_model", "deflate_video_tokenizer", "drop_tokens",
+    "ModalityBackbone", "T5TextBackbone", "build_model", "deflate_video_tokenizer", "drop_tokens",
     "fold_temporal_kernel", "images_to_video", "model_config", "num_kept",
 ]

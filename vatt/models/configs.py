@@ -7,16 +7,22 @@ Key layout (shared with the trainer, see SPEC.md)::
          droptoken_keep
   audio: num_layers, d_model, mlp_dim, num_heads, patch_size (samples), input_samples,
          droptoken_keep
-  text:  num_layers, d_model, mlp_dim, num_heads, vocab_size, max_len, embedding_dim,
-         embedding_path ('' = learned), freeze_embedding
+  text:  kind "t5"|"transformer", num_layers, d_model, mlp_dim, num_heads, vocab_size, max_len,
+         embedding_dim, embedding_path ('' = learned), freeze_embedding,
+         num_relative_buckets, max_relative_distance (kind "t5" only)
   shared (backbone == "shared" only): num_layers, d_model, mlp_dim, num_heads
   head:  kind "fac"|"shared"|"disjoint", va_dim, vt_dim, bn_placement "official"|"paper",
-         bn_momentum, bn_eps
+         bn_momentum, bn_eps, bias_before_bn (False = official bias-free Linear before each BN)
   dropout_rate, dtype, attention_impl, remat_policy, droptoken_mode
 
 For the shared (modality-agnostic) backbone the per-modality ``num_layers/mlp_dim/num_heads`` are
 ignored and ``d_model`` of every modality must equal ``shared.d_model`` (the tokenizers project to
 the shared width).
+
+Text tower (``text.kind``): "t5" is the official BBS/MBS/LBS text backbone, a T5 encoder with a
+relative position bias (vatt.models.t5_text; the default of bbs/mbs/lbs); "transformer" is the
+pre-LN encoder of the video/audio towers fed by word vectors + learned absolute positions (the
+default of tiny; the shared MA variants always use it, as the official modality-agnostic model).
 
 Paper variants (VATT, Akbari et al. 2021): BBS (video Base, audio Base, text Small), MBS (Medium,
 Base, Small), LBS (Large, Base, Small), MA-Medium (one shared Medium transformer). Inputs: video
@@ -104,6 +110,9 @@ def model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     )
     cfg.text = _modality(
         t_size,
+        # Official BBS/MBS/LBS text tower: T5 (t5_small). Tiny keeps the cheap pre-LN tower, and the
+        # shared (MA) variants run text through the one shared transformer.
+        kind="t5" if variant in ("bbs", "mbs", "lbs") else "transformer",
         vocab_size=2**16 if not tiny else 1024,
         max_len=16,
         # 300 = word2vec width of the official code; the embedding is followed by a learned
@@ -111,12 +120,18 @@ def model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         embedding_dim=300 if not tiny else 16,
         embedding_path="",
         freeze_embedding=True,
+        # T5 relative position bias (official t5_small): bidirectional buckets over key - query.
+        num_relative_buckets=32,
+        max_relative_distance=64,
     )
     if backbone == "shared":
         cfg.shared = ml_collections.ConfigDict(transformer_size(v_size))
     cfg.head = ml_collections.ConfigDict(
         dict(kind="fac", va_dim=512 if not tiny else 32, vt_dim=256 if not tiny else 16,
-             bn_placement="official", bn_momentum=0.9, bn_eps=1e-5)
+             bn_placement="official", bn_momentum=0.9, bn_eps=1e-5,
+             # Official FAC heads: no bias on a Linear that feeds a BatchNorm (BN cancels it);
+             # tiny keeps its biases so its programs and checkpoints stay as they were.
+             bias_before_bn=tiny)
     )
     cfg.dropout_rate = 0.1
     cfg.dtype = "float32"

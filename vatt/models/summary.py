@@ -15,8 +15,10 @@ Parameter-count convention (matches the VATT paper, Akbari et al. 2021, Table 9 
 The paper's size numbers (Small 20.9M, Base 87.9M, Medium 155.0M, Large 306.1M) match our VIDEO
 backbone of that size (voxel projection 4*16*16*3*d included), and its variant totals are the
 plain sums of those numbers (BBS 87.9+87.9+20.9 = 197M, MBS 264M, LBS 415M, MA-Medium 155M).
-Ours are within 2% of each (text-Small is lighter than video-Small as its tokenizer is smaller;
-heads are counted in our totals).
+Ours are within 2% of each (BBS 193.9M, MBS 260.9M, LBS 412.1M, MA-Medium 157.7M): the text
+tower is a T5-small (19.04M, lighter than the video Small as its input is a 300-d word vector, not a
+voxel), and the heads are counted in our totals. The video, audio and T5 text backbones of the paper
+variants equal, to the parameter, those of the official checkpoints' variable lists.
 
 GFLOPs convention: the paper's 375.4 GFLOPs for MBS (video 32x224x224, audio 3.2 s, one caption,
 DropToken 0.5) counts one multiply-add as 2 FLOPs (a multiply-add count would be ~200G). XLA's
@@ -167,7 +169,8 @@ def summarize(model_config: ml_collections.ConfigDict,
 def param_counts(model_config: ml_collections.ConfigDict) -> dict[str, int]:
     """The "params" report of ``summarize`` computed cheaply and exactly: the model is built
     abstractly with ONE block per encoder and each encoder's block count is scaled back up
-    (every block of an encoder has the same parameters)."""
+    (every block of an encoder has the same parameters; the T5 text tower keeps its shared
+    relative-bias table on the encoder, outside the blocks, for this reason)."""
     cfg = ml_collections.ConfigDict(model_config.to_dict())
     groups = ["shared"] if cfg.backbone == "shared" else list(MODALITIES)
     layers = {g: int(cfg[g].num_layers) for g in groups}

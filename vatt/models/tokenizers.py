@@ -20,6 +20,7 @@ grid differs (e.g. 320 px fine-tuning: 8x20x20); at the stored size the table is
 
 from __future__ import annotations
 
+import io
 from typing import Any, Sequence
 
 import einops
@@ -27,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from vatt import paths
 
 _POS_INIT = nnx.initializers.normal(stddev=0.02)
 
@@ -121,14 +124,34 @@ class AudioTokenizer(nnx.Module):
 
 
 def load_embedding_matrix(path: str, vocab_size: int, embedding_dim: int) -> np.ndarray:
-    """Loads a [vocab_size, embedding_dim] float matrix from .npy (no pickle)."""
-    matrix = np.load(path, allow_pickle=False)
+    """Loads a [vocab_size, embedding_dim] float matrix from .npy (no pickle; local or gs://)."""
+    matrix = np.load(io.BytesIO(paths.read_bytes(path)), allow_pickle=False)
     if matrix.shape != (vocab_size, embedding_dim):
         raise ValueError(
             f"model.text.embedding_path={path!r} holds shape {matrix.shape}; expected "
             f"(vocab_size, embedding_dim) = ({vocab_size}, {embedding_dim}). Set "
             "model.text.vocab_size / model.text.embedding_dim to match the file.")
     return matrix.astype(np.float32)
+
+
+def word_embedding(vocab_size: int, embedding_dim: int, *, embedding_path: str = "",
+                   freeze_embedding: bool = True, rngs: nnx.Rngs) -> nnx.Variable:
+    """The word table [vocab_size, embedding_dim]: learned (an nnx.Param, N(0, 1) init), or the
+    user matrix of ``embedding_path`` (.npy), a ``FrozenParam`` when ``freeze_embedding``."""
+    if embedding_path:
+        matrix = jnp.asarray(load_embedding_matrix(embedding_path, vocab_size, embedding_dim))
+        # Official VATT freezes its word2vec table: FrozenParam keeps it out of the optimizer.
+        return FrozenParam(matrix) if freeze_embedding else nnx.Param(matrix)
+    return nnx.Param(
+        nnx.initializers.normal(stddev=1.0)(rngs.params(), (vocab_size, embedding_dim)))
+
+
+def embed_words(embedding: nnx.Variable, ids: jax.Array, dtype: Any) -> jax.Array:
+    """ids [B, L] int -> word vectors [B, L, E] in ``dtype``; no gradient into a FrozenParam."""
+    table = embedding[...]
+    if isinstance(embedding, FrozenParam):
+        table = jax.lax.stop_gradient(table)
+    return jnp.take(table, ids, axis=0).astype(dtype)
 
 
 class TextTokenizer(nnx.Module):
@@ -139,13 +162,8 @@ class TextTokenizer(nnx.Module):
                  dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.max_len = int(max_len)
         self.dtype = dtype
-        if embedding_path:
-            matrix = jnp.asarray(load_embedding_matrix(embedding_path, vocab_size, embedding_dim))
-            # Official VATT freezes its word2vec table: FrozenParam keeps it out of the optimizer.
-            self.embedding = FrozenParam(matrix) if freeze_embedding else nnx.Param(matrix)
-        else:
-            self.embedding = nnx.Param(
-                nnx.initializers.normal(stddev=1.0)(rngs.params(), (vocab_size, embedding_dim)))
+        self.embedding = word_embedding(vocab_size, embedding_dim, embedding_path=embedding_path,
+                                        freeze_embedding=freeze_embedding, rngs=rngs)
         self.embedding_proj = nnx.Linear(embedding_dim, d_model, dtype=dtype, rngs=rngs)
         self.pos = nnx.Param(_POS_INIT(rngs.params(), (max_len, d_model)))
         self.agg_token = nnx.Param(_POS_INIT(rngs.params(), (d_model,)))
@@ -154,11 +172,7 @@ class TextTokenizer(nnx.Module):
         length = ids.shape[-1]
         if length > self.max_len:
             raise ValueError(f"text length {length} > model.text.max_len {self.max_len}.")
-        table = self.embedding[...]
-        if isinstance(self.embedding, FrozenParam):
-            table = jax.lax.stop_gradient(table)
-        words = jnp.take(table, ids, axis=0).astype(self.dtype)
-        tokens = self.embedding_proj(words)
+        tokens = self.embedding_proj(embed_words(self.embedding, ids, self.dtype))
         # Absolute positions: shorter captions use the first `length` rows.
         tokens = tokens + self.pos[...][:length].astype(tokens.dtype)
         return tokens, ids != 0

@@ -61,12 +61,14 @@ class MultiHeadAttention(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """Linear(mlp_dim) -> GELU -> dropout -> Linear(d_model)."""
+    """Linear(mlp_dim) -> GELU -> dropout -> Linear(d_model). use_bias=False: the bias-free
+    T5 feed-forward (vatt.models.t5_text)."""
 
     def __init__(self, d_model: int, mlp_dim: int, *, dtype: Any, dropout_rate: float,
-                 rngs: nnx.Rngs):
-        self.fc1 = nnx.Linear(d_model, mlp_dim, dtype=dtype, kernel_init=_dense_init(), rngs=rngs)
-        self.fc2 = nnx.Linear(mlp_dim, d_model, dtype=dtype, kernel_init=_dense_init(), rngs=rngs)
+                 use_bias: bool = True, rngs: nnx.Rngs):
+        lin = dict(dtype=dtype, use_bias=use_bias, kernel_init=_dense_init(), rngs=rngs)
+        self.fc1 = nnx.Linear(d_model, mlp_dim, **lin)
+        self.fc2 = nnx.Linear(mlp_dim, d_model, **lin)
         self.dropout = nnx.Dropout(dropout_rate)
 
     def __call__(self, x: jax.Array, *, deterministic: bool, key: jax.Array | None) -> jax.Array:

@@ -2,7 +2,8 @@
 
 Attribute (= checkpoint path) layout:
   modality_specific: video_backbone, audio_backbone, text_backbone (each a ModalityBackbone with
-    .tokenizer and .encoder), heads.
+    .tokenizer and .encoder; the text one a T5TextBackbone, same interface, when
+    model.text.kind == "t5"), heads.
   shared (VATT-MA): video_tokenizer, audio_tokenizer, text_tokenizer (modality-specific
     tokenizers, input projections, positions and AGG tokens), shared_backbone (one Encoder), heads.
 ``VATT.backbone(modality)`` returns a ModalityBackbone for either layout (for the shared layout a
@@ -20,11 +21,14 @@ from flax import nnx
 
 from vatt.models.backbone import ModalityBackbone, RngsLike, fold_rngs
 from vatt.models.heads import CommonSpaceHeads
+from vatt.models.t5_text import T5Encoder, T5TextBackbone, T5TextTokenizer
 from vatt.models.tokenizers import AudioTokenizer, TextTokenizer, VideoTokenizer
 from vatt.models.transformer import Encoder
 
 MODALITIES = ("video", "audio", "text")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# model.text.kind: the official T5 text tower, or the pre-LN transformer of the other modalities.
+TEXT_KINDS = ("t5", "transformer")
 
 
 def compute_dtype(name: str) -> Any:
@@ -55,6 +59,31 @@ def _make_encoder(size: ml_collections.ConfigDict, cfg: ml_collections.ConfigDic
                    remat_policy=cfg.remat_policy, rngs=rngs)
 
 
+def text_kind(cfg: ml_collections.ConfigDict) -> str:
+    """model.text.kind ("transformer" when the key is absent, as in configs written before it)."""
+    kind = cfg.text.get("kind", "transformer")
+    if kind not in TEXT_KINDS:
+        raise ValueError(f"model.text.kind={kind!r}; choose one of {TEXT_KINDS}.")
+    if kind == "t5" and cfg.backbone != "modality_specific":
+        raise ValueError("model.text.kind='t5' needs model.backbone='modality_specific': the "
+                         "shared (VATT-MA) backbone runs text through the shared transformer; "
+                         "set model.text.kind='transformer'.")
+    return kind
+
+
+def _make_t5_text_backbone(cfg: ml_collections.ConfigDict, dtype: Any,
+                           rngs: nnx.Rngs) -> T5TextBackbone:
+    m = cfg.text
+    tokenizer = T5TextTokenizer(m.d_model, m.vocab_size, m.embedding_dim,
+                                embedding_path=m.embedding_path,
+                                freeze_embedding=m.freeze_embedding, dtype=dtype, rngs=rngs)
+    encoder = T5Encoder(m.num_layers, m.d_model, m.mlp_dim, m.num_heads,
+                        num_buckets=m.get("num_relative_buckets", 32),
+                        max_distance=m.get("max_relative_distance", 64), dtype=dtype,
+                        dropout_rate=cfg.dropout_rate, remat_policy=cfg.remat_policy, rngs=rngs)
+    return T5TextBackbone(tokenizer, encoder)
+
+
 class VATT(nnx.Module):
     """Video-Audio-Text transformer with MMV common-space heads.
 
@@ -76,9 +105,13 @@ class VATT(nnx.Module):
                                "audio": float(cfg.audio.droptoken_keep), "text": 1.0}
         self.droptoken_mode = cfg.droptoken_mode
         self.dropout_rate = float(cfg.dropout_rate)
+        t5_text = text_kind(cfg) == "t5"
         if cfg.backbone == "modality_specific":
             for m in MODALITIES:
                 mc = cfg[m]
+                if m == "text" and t5_text:
+                    self.text_backbone = _make_t5_text_backbone(cfg, dtype, rngs)
+                    continue
                 backbone = ModalityBackbone(
                     _make_tokenizer(m, cfg, mc.d_model, dtype, rngs),
                     _make_encoder(mc, cfg, dtype, rngs),
@@ -98,10 +131,12 @@ class VATT(nnx.Module):
         h = cfg.head
         self.heads = CommonSpaceHeads(*dims, kind=h.kind, va_dim=h.va_dim, vt_dim=h.vt_dim,
                                       bn_placement=h.bn_placement, bn_momentum=h.bn_momentum,
-                                      bn_eps=h.bn_eps, rngs=rngs)
+                                      bn_eps=h.bn_eps,
+                                      bias_before_bn=h.get("bias_before_bn", True), rngs=rngs)
 
-    def backbone(self, modality: str) -> ModalityBackbone:
-        """The ModalityBackbone of `modality` (a view over the shared encoder for VATT-MA)."""
+    def backbone(self, modality: str) -> ModalityBackbone | T5TextBackbone:
+        """The ModalityBackbone of `modality` (a view over the shared encoder for VATT-MA; the
+        T5TextBackbone, same interface, for text of kind "t5")."""
         if modality not in MODALITIES:
             raise ValueError(f"Unknown modality {modality!r}; choose one of {MODALITIES}.")
         if self.kind == "modality_specific":
