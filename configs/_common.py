@@ -31,6 +31,14 @@ def run_keys(task: str, variant: str) -> ml_collections.ConfigDict:
     config.memory_limit_gib = 0.0     # per-device budget of the compiled step (0: the device's)
     config.init_from = ""             # a pretraining workdir / checkpoint whose weights to load
     config.evals = ml_collections.ConfigDict()  # extra evaluators (vatt.evaluation.registry)
+    # Experiment tracking beside metrics.jsonl and TensorBoard (vatt.tracking; process 0 only):
+    # a W&B run with the same metric names and steps, its id kept in <workdir>/wandb_run_id so a
+    # resumed run continues it. Needs pip install 'vatt[wandb]'. mode: online | offline (no
+    # network, files in <workdir>/wandb/, upload with `wandb sync`) | disabled. "" lets W&B
+    # choose the entity; the run's name defaults to the workdir's last component.
+    config.tracking = ml_collections.ConfigDict({
+        "wandb": False, "wandb_project": "vatt", "wandb_entity": "", "wandb_mode": "online",
+        "wandb_name": ""})
     return config
 
 

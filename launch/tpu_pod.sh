@@ -31,8 +31,12 @@ case "${ACTION}" in
     CONFIG=${1:?config, e.g. configs/pretrain.py:mbs}
     WORKDIR=${2:?workdir, e.g. gs://bucket/runs/mbs}
     shift 2
+    # --command is one string that each host's shell splits again: quote every argument for it,
+    # so an override such as --config.model.video.patch_size=(4,16,16) or a path with spaces
+    # reaches vatt.main as the one argument it was here.
+    ARGS=$(printf ' %q' "--config=${CONFIG}" "--workdir=${WORKDIR}" "$@")
     gcloud compute tpus tpu-vm ssh "${NAME}" --zone="${ZONE}" --worker=all --command \
-        "cd ~/vatt && ~/venv/bin/python -m vatt.main --config=${CONFIG} --workdir=${WORKDIR} $*"
+        "cd ~/vatt && ~/venv/bin/python -m vatt.main${ARGS}"
     ;;
   delete)
     gcloud compute tpus tpu-vm delete "${NAME}" --zone="${ZONE}" --quiet

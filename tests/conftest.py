@@ -7,7 +7,9 @@ the same small config (`pretrain:tiny,runlocal`) wherever they can: a program co
 process is read back from the cache by the others.
 """
 
+import contextlib
 import fcntl
+import io
 import json
 import os
 import sys
@@ -45,63 +47,117 @@ def _shared_dir(tmp_path_factory) -> str:
     return str(base)
 
 
+@contextlib.contextmanager
+def _once(tmp_path_factory, name: str):
+    """Yields (shared directory, done) under a file lock shared by every xdist worker; the body
+    builds what is missing when done is False; the marker is written when it succeeds."""
+    shared = _shared_dir(tmp_path_factory)
+    marker = os.path.join(shared, f"{name}.done")
+    with open(os.path.join(shared, f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            done = os.path.exists(marker)
+            yield shared, done
+            if not done:
+                open(marker, "w").close()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> TrainedRun:
     """One pretraining run for the whole session, trained by whichever worker asks first while
     the other waits on a file lock; read-only for the tests (copy it to modify it)."""
     from vatt import config_files
-    shared = _shared_dir(tmp_path_factory)
-    workdir = os.path.join(shared, "trained_run")
-    done = os.path.join(shared, "trained_run.done")
-    with open(os.path.join(shared, "trained_run.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not os.path.exists(done):
-                from vatt import experiment
-                config = config_files.load(TRAINED_SPEC)
-                experiment.run(config, workdir)
-                with open(done, "w") as f:
-                    json.dump({"spec": TRAINED_SPEC}, f)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _once(tmp_path_factory, "trained_run") as (shared, done):
+        workdir = os.path.join(shared, "trained_run")
+        if not done:
+            from vatt import experiment
+            experiment.run(config_files.load(TRAINED_SPEC), workdir)
     return TrainedRun(workdir=workdir, spec=TRAINED_SPEC, config=config_files.load(TRAINED_SPEC),
                       metrics=final_metrics(workdir))
 
 
-# The 8-fake-device runs of the suite, in ONE subprocess (one interpreter, and the replicated
-# program compiled once for the layout test and the chunked-loss test). The runs use the 20-step
-# overrides that test_train.py, test_checkpointing.py and test_pretrain_task.py share.
-EIGHT_DEVICE_OVERRIDES = {"total_steps": 20, "log_every_steps": 1, "eval.plots": False,
-                          "optimizer.warmup_steps": 2}
-EIGHT_DEVICE_RUNS = {"replicated": {}, "fsdp": {"mesh.fsdp": True}, "chunked": {"loss.chunked": True}}
+# The 20-step runs that compare layouts, resume across device counts and test checkpoints. The
+# learning-rate schedule is a runtime input of the train step, so the default-rate and tiny-rate
+# runs of one layout run ONE compiled program (and the compilation cache shares it between
+# processes). Checkpoints at 3, 6, ..., 18, 20 are all kept, so a run can resume from any.
+STEPS = 20
+BASE_OVERRIDES = {"total_steps": STEPS, "log_every_steps": 1, "eval.plots": False,
+                  "optimizer.warmup_steps": 2}
+SAVING = dict(BASE_OVERRIDES, checkpoint_every_steps=3, checkpoints_to_keep=10)
+# A learning rate at which float rounding cannot grow: layouts that sum in another order agree
+# on every step's loss and gradient norm to ~1e-5 (at the default rate Adam amplifies the
+# rounding and runs on different layouts drift apart slowly, which is expected).
+TINY_LR = {"optimizer.learning_rate": 1e-6, "optimizer.end_learning_rate": 1e-6}
+ONE_DEVICE_RUNS = {"default": SAVING, "tiny_lr": dict(SAVING, **TINY_LR)}
+# name: (overrides, 1-device run whose step-3 checkpoint it resumes from, or None). Only the
+# resumed run keeps checkpoints (tests/test_checkpointing.py resumes it on 1 device).
+EIGHT_DEVICE_RUNS = {
+    "replicated": (BASE_OVERRIDES, None),
+    "replicated_tiny_lr": (dict(BASE_OVERRIDES, **TINY_LR), None),
+    "fsdp_tiny_lr": (dict(BASE_OVERRIDES, **TINY_LR, **{"mesh.fsdp": True}), None),
+    "chunked_tiny_lr": (dict(BASE_OVERRIDES, **TINY_LR, **{"loss.chunked": True}), None),
+    "resumed": (SAVING, "default"),
+}
+
+
+def only_checkpoint(source_workdir: str, step: int, workdir: str) -> str:
+    """A fresh workdir holding nothing but `source_workdir`'s checkpoint at `step`."""
+    import shutil
+    shutil.copytree(os.path.join(source_workdir, "checkpoints", str(step)),
+                    os.path.join(workdir, "checkpoints", str(step)))
+    return workdir
 
 
 @pytest.fixture(scope="session")
-def eight_device_runs(tmp_path_factory) -> dict[str, str]:
-    """{"replicated" | "fsdp" | "chunked": workdir} of pretrain:tiny,runlocal with
-    EIGHT_DEVICE_OVERRIDES on 8 fake CPU devices, run once per session (file-locked, like
-    trained_run) in one subprocess; read-only for the tests."""
+def one_device_runs(tmp_path_factory) -> dict[str, str]:
+    """{"default" | "tiny_lr": workdir} of pretrain:tiny,runlocal with SAVING (and TINY_LR) on
+    1 device, run once per session in whichever worker asks first; each workdir also holds the
+    run's console output (console.txt) and the metrics experiment.run returned (returned.json).
+    Read-only for the tests."""
+    with _once(tmp_path_factory, "one_device") as (shared, done):
+        workdirs = {name: os.path.join(shared, "one_device", name) for name in ONE_DEVICE_RUNS}
+        if not done:
+            from vatt import config_files, experiment
+            for name, overrides in ONE_DEVICE_RUNS.items():
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    metrics = experiment.run(config_files.load(TRAINED_SPEC, overrides),
+                                             workdirs[name], plots=False, tensorboard=False)
+                with open(os.path.join(workdirs[name], "console.txt"), "w") as f:
+                    f.write(out.getvalue())
+                with open(os.path.join(workdirs[name], "returned.json"), "w") as f:
+                    json.dump(metrics, f)  # what experiment.run returned
+    return workdirs
+
+
+@pytest.fixture(scope="session")
+def eight_device_runs(tmp_path_factory, one_device_runs) -> dict[str, str]:
+    """{name: workdir} of EIGHT_DEVICE_RUNS on 8 fake CPU devices, all in ONE subprocess (one
+    interpreter; one compiled program per layout), run once per session; console.txt as for
+    one_device_runs. Read-only for the tests."""
     from helpers import run_python
-    shared = _shared_dir(tmp_path_factory)
-    workdirs = {name: os.path.join(shared, "eight_devices", name) for name in EIGHT_DEVICE_RUNS}
-    done = os.path.join(shared, "eight_devices.done")
-    with open(os.path.join(shared, "eight_devices.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not os.path.exists(done):
-                out = run_python(f"""
-                    import json, jax
-                    from vatt import config_files, experiment
-                    assert jax.device_count() == 8
-                    for name, extra in {EIGHT_DEVICE_RUNS!r}.items():
-                        config = config_files.load({TRAINED_SPEC!r},
-                                                   dict({EIGHT_DEVICE_OVERRIDES!r}, **extra))
-                        experiment.run(config, {workdirs!r}[name], plots=False, tensorboard=False)
-                    print("RESULT:" + json.dumps(jax.device_count()))
-                    """, num_devices=8)
-                assert out == 8
-                with open(done, "w") as f:
-                    json.dump(workdirs, f)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _once(tmp_path_factory, "eight_devices") as (shared, done):
+        workdirs = {name: os.path.join(shared, "eight_devices", name) for name in EIGHT_DEVICE_RUNS}
+        if not done:
+            for name, (_, source) in EIGHT_DEVICE_RUNS.items():
+                if source:
+                    only_checkpoint(one_device_runs[source], 3, workdirs[name])
+            runs = {name: (overrides, workdirs[name])
+                    for name, (overrides, _) in EIGHT_DEVICE_RUNS.items()}
+            out = run_python(f"""
+                import contextlib, io, jax, json, os
+                from vatt import config_files, experiment
+                assert jax.device_count() == 8
+                for overrides, workdir in {runs!r}.values():
+                    out = io.StringIO()
+                    with contextlib.redirect_stdout(out):
+                        experiment.run(config_files.load({TRAINED_SPEC!r}, overrides), workdir,
+                                       plots=False, tensorboard=False)
+                    with open(os.path.join(workdir, "console.txt"), "w") as f:
+                        f.write(out.getvalue())
+                print("RESULT:" + json.dumps(jax.device_count()))
+                """, num_devices=8)
+            assert out == 8
     return workdirs

@@ -21,15 +21,13 @@ import numpy as np
 import pytest
 
 import helpers
+from conftest import BASE_OVERRIDES, SAVING, STEPS, TRAINED_SPEC, only_checkpoint
 from subprocess_utils import REPO_ROOT, child_env
 
-STEPS = 20
-SPEC = "pretrain:tiny,runlocal"
-# The 20-step program of tests/test_train.py (shared through the compilation cache).
-BASE = {"total_steps": STEPS, "log_every_steps": 1, "eval.plots": False,
-        "optimizer.warmup_steps": 2}
-# Every checkpoint of a 20-step run is kept (3, 6, ..., 18, 20), so runs can resume from any.
-SAVING = dict(BASE, **{"checkpoint_every_steps": 3, "checkpoints_to_keep": 10})
+SPEC = TRAINED_SPEC
+# The 20-step program of tests/test_train.py (shared through the compilation cache); SAVING
+# keeps every checkpoint of a 20-step run (3, 6, ..., 18, 20), so runs can resume from any.
+BASE = BASE_OVERRIDES
 
 
 def run_here(workdir, overrides):
@@ -65,18 +63,11 @@ def state_leaves(workdir, step):
     return jax.tree_util.tree_flatten_with_path(restored)[0]
 
 
-def only_checkpoint(source_workdir, step, workdir):
-    """A fresh workdir holding nothing but `source_workdir`'s checkpoint at `step`."""
-    shutil.copytree(os.path.join(source_workdir, "checkpoints", str(step)),
-                    os.path.join(workdir, "checkpoints", str(step)))
-    return workdir
-
-
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted 1-device run (this process) checkpointing at 3, 6, ..., 18, 20."""
-    workdir = tmp_path_factory.mktemp("reference")
-    run_here(workdir, SAVING)
+def reference(one_device_runs):
+    """The session's uninterrupted 1-device run (conftest.one_device_runs, SAVING): checkpoints
+    at 3, 6, ..., 18, 20."""
+    workdir = one_device_runs["default"]
     assert saved_steps(workdir) == [3, 6, 9, 12, 15, 18, 20]
     return workdir
 
@@ -193,7 +184,7 @@ def test_second_ctrl_c_stops_at_once():
 
 
 def test_damaged_latest_checkpoint_is_skipped(reference, tmp_path):
-    shutil.copytree(reference / "checkpoints", tmp_path / "checkpoints")
+    shutil.copytree(os.path.join(reference, "checkpoints"), tmp_path / "checkpoints")
     # Damage every data file of the latest checkpoint.
     latest = tmp_path / "checkpoints" / str(STEPS)
     damaged = 0
@@ -249,21 +240,13 @@ def test_nan_with_stop_keeps_last_good_checkpoint(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def resumed_on_8(reference, tmp_path_factory):
-    """(workdir, console output) of an 8-device run (ONE subprocess) resuming the reference's
-    1-device checkpoint at step 3; it saves its own checkpoints at 6, 9, ..., 18, 20."""
-    workdir = only_checkpoint(str(reference), 3, str(tmp_path_factory.mktemp("eight") / "w"))
-    stdout = helpers.run_python(f"""
-        import contextlib, io, json, jax
-        from vatt import config_files, experiment
-        assert jax.device_count() == 8
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            experiment.run(config_files.load({SPEC!r}, {SAVING!r}), {workdir!r}, plots=False,
-                           tensorboard=False)
-        print("RESULT:" + json.dumps(out.getvalue()))
-        """, num_devices=8)
-    return workdir, stdout
+def resumed_on_8(eight_device_runs):
+    """(workdir, console output) of the 8-device run resuming the reference's 1-device
+    checkpoint at step 3 (conftest.eight_device_runs["resumed"]); it saves its own checkpoints
+    at 6, 9, ..., 18, 20."""
+    workdir = eight_device_runs["resumed"]
+    with open(os.path.join(workdir, "console.txt"), encoding="utf-8") as f:
+        return workdir, f.read()
 
 
 @pytest.mark.parametrize("save_devices, load_devices", [(1, 8), (8, 1)])

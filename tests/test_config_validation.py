@@ -52,7 +52,8 @@ FIXED_SET_KEYS = [
     (TINY, "eval.embedding_map"), ("finetune:synthetic", "finetune.modality"),
     ("linear_probe:synthetic", "evals.linear_probe_synthetic.kind"),
     ("linear_probe:synthetic", "evals.linear_probe_synthetic.modality"),
-    ("zeroshot:synthetic", "evals.zeroshot_synthetic.kind"),
+    ("zeroshot:synthetic", "evals.zeroshot_synthetic.kind"), (TINY, "tracking.wandb_mode"),
+    ("pretrain:bbs", "model.text.kind"),
 ]
 
 
@@ -138,7 +139,7 @@ def test_cli_parser_accepts_eps_and_it_reaches_the_optimizer():
     import jax.numpy as jnp
     from absl import flags
     from ml_collections import config_flags
-    from vatt.train.optimizer import build_optimizer
+    from vatt.train.optimizer import build_optimizer, learning_rate
     argv = config_files.resolve_argv(["prog", "--config=pretrain:tiny,runlocal",
                                       "--config.optimizer.eps=1e-7"])
     fv = flags.FlagValues()
@@ -155,10 +156,11 @@ def test_cli_parser_accepts_eps_and_it_reaches_the_optimizer():
         tx, schedule = build_optimizer(cfg, total_steps=100)
         params = {"w": jnp.zeros(3)}
         grads = {"w": jnp.full(3, 1e-7, jnp.float32)}
-        updates, _ = tx.update(grads, tx.init(params), params)
-        return float(updates["w"][0]), float(schedule(0))
+        direction, _ = tx.update(grads, tx.init(params), params)
+        lr = float(learning_rate(schedule, 0))
+        return -lr * float(direction["w"][0]), lr
 
-    # Adam's first step: -lr * g / (|g| + eps); with g = 1e-7: -lr/2 at eps 1e-7, -lr/1.1 at
+    # Adam's first step (the train step scales the direction by -lr): -lr * g / (|g| + eps); with g = 1e-7: -lr/2 at eps 1e-7, -lr/1.1 at
     # the default 1e-8, and almost nothing at a huge eps.
     u7, lr = first_update(1e-7)
     u8, _ = first_update(1e-8)

@@ -11,14 +11,14 @@ from subprocess_utils import REPO_ROOT
 
 # Lower number = lower layer. A module may import its own layer and the ones below.
 LAYERS = {
-    "vatt.data": 0, "vatt.models": 0, "vatt.losses": 0, "vatt.alignment": 0,
+    "vatt.data": 0, "vatt.models": 0, "vatt.losses": 0, "vatt.alignment": 0, "vatt.paths": 0,
     "vatt.parallel": 1,
     "vatt.evaluation": 2,
     "vatt.tasks": 3,
     "vatt.train": 4,
     "vatt.main": 5, "vatt.experiment": 5, "vatt.metrics_writer": 5, "vatt.plots": 5,
     "vatt.alignment_report": 5, "vatt.bench": 5, "vatt.config_validation": 5,
-    "vatt.config_files": 5, "vatt.testing": 5,
+    "vatt.config_files": 5, "vatt.testing": 5, "vatt.tracking": 5, "vatt.event_files": 5,
 }
 # The package root holds only its version; anything may import it.
 ROOT_MODULE = "vatt"

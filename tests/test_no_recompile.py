@@ -20,7 +20,7 @@ from vatt.tasks import build_task
 from vatt.train.optimizer import build_optimizer
 from vatt.train.prefetch import Prefetcher
 from vatt.train.state import create_train_state
-from vatt.train.step import compile_with_memory_check, jit_train_step
+from vatt.train.step import compile_with_memory_check, jit_train_step, step_controls
 
 SPEC = "pretrain:tiny,runlocal"
 # The 20-step program of tests/test_train.py and tests/test_checkpointing.py (shared through
@@ -92,7 +92,8 @@ def manual_steps():
         task = build_task(config)
         tx, schedule = build_optimizer(config.optimizer, config.total_steps)
         graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed)
-        step_fn = jit_train_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
+        step_fn = jit_train_step(config, task, graphdef, tx, state_sharding, mesh)
+        controls = step_controls(config, schedule, mesh)
         stream = CountingStream(task.train_stream(0, 0, 1))
         with count_compiles() as compiles, Prefetcher(stream, mesh) as batches:
             compiled = None
@@ -110,9 +111,10 @@ def manual_steps():
                 seen["batch_sharded"] &= batch["video"].sharding.is_equivalent_to(
                     batch_sharding(mesh), batch["video"].ndim)
                 if compiled is None:
-                    compiled = compile_with_memory_check(step_fn, state, batch, verbose=False)
+                    compiled = compile_with_memory_check(step_fn, state, batch, controls,
+                                                         verbose=False)
                 old_leaf = jax.tree.leaves(state.params)[0]
-                state, metrics = compiled(state, batch)
+                state, metrics = compiled(state, batch, controls)
                 seen["donated"] &= old_leaf.is_deleted()  # the state was donated to the step
                 seen["losses"].append(metrics["train/loss"])
         seen["prefetcher_alive_after_close"] = batches.alive

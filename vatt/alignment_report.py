@@ -12,7 +12,8 @@ the pooled output, the common-space embedding) and every text / audio one:
     al. 2021): unbiased HSIC summed over batches, so its value does not grow with the width
     of a layer the way the biased estimator does when d is comparable to n.
 Writes <out>/cka_layers.json and <out>/cka_layers_video_text.png, cka_layers_video_audio.png
-(default out: <workdir>/alignment). Reads the checkpoint only: safe while training runs.
+(default out: <workdir>/alignment). Reads the checkpoint only: safe while training runs. The
+workdir and the output folder may be gs:// URLs (vatt.paths).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import os
 from typing import Any
 
 import numpy as np
+
+from vatt import paths
 
 PAIRS = {"video_text": ("video", "text", "vt"), "video_audio": ("video", "audio", "va")}
 
@@ -93,16 +96,18 @@ def alignment_report(workdir: str, *, config=None, num_clips: int = 256,
     from vatt.evaluation.base import EvalContext
     from vatt.evaluation.zeroshot import held_out_features, layer_stack
     from vatt.train.loop import read_config_json
+    # A bad location stops here, in one line, before anything is read or written.
+    workdir = paths.check(workdir, "--workdir", "checkpoint")
+    out_dir = paths.check(out_dir or paths.join(workdir, "alignment"), "--out", "epath")
     config = config if config is not None else read_config_json(workdir)
     batch_size = int(batch_size or config.eval.batch_size)
-    out_dir = out_dir or os.path.join(workdir, "alignment")
     task, mesh, graphdef, params, rest, step = restore(config, workdir)
     ctx = EvalContext(graphdef, params, rest, mesh, workdir, step)
     with jax.set_mesh(mesh):
         feats = held_out_features(ctx, synthetic.world_from_config(config.data), num_clips,
                                   batch_size)
     n = int(feats["video_pooled"].shape[0])
-    report: dict[str, Any] = {"workdir": os.path.abspath(workdir), "step": step,
+    report: dict[str, Any] = {"workdir": workdir, "step": step,
                               "num_clips": n, "batch_size": batch_size, "pairs": {}}
     for name, (mx, my, space) in PAIRS.items():
         x_labels, xs = layer_stack(feats, mx, space)
@@ -111,9 +116,8 @@ def alignment_report(workdir: str, *, config=None, num_clips: int = 256,
         report["pairs"][name] = {"x": mx, "y": my, "x_layers": x_labels, "y_layers": y_labels,
                                  **{k: np.round(v, 6).tolist() for k, v in mats.items()}}
     if jax.process_index() == 0:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "cka_layers.json"), "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        paths.makedirs(out_dir)
+        paths.write_text(paths.join(out_dir, "cka_layers.json"), json.dumps(report, indent=2))
         if plots:
             from vatt import plots as plots_lib
             for name, pair in report["pairs"].items():
@@ -121,7 +125,7 @@ def alignment_report(workdir: str, *, config=None, num_clips: int = 256,
                     {"linear CKA (all clips)": np.array(pair["linear"]),
                      f"debiased CKA (minibatches of {batch_size})":
                          np.array(pair["debiased_minibatch"])},
-                    os.path.join(out_dir, f"cka_layers_{name}.png"), x_name=pair["x"],
+                    paths.join(out_dir, f"cka_layers_{name}.png"), x_name=pair["x"],
                     y_name=pair["y"], x_labels=pair["x_layers"], y_labels=pair["y_layers"],
                     title=f"CKA between {pair['x']} and {pair['y']} representations, step {step} "
                     f"({n} held-out clips)")
@@ -150,14 +154,18 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments {argv[1:]}: use --flag=value")
     f = flags.FLAGS
+    problem = (paths.unsupported(f.workdir, "--workdir", "checkpoint")
+               or (f.out and paths.unsupported(f.out, "--out", "epath")))
+    if problem:
+        raise SystemExit(f"error: {problem}")
     config = _CONFIG.value if _CONFIG.value is not None else None
     report = alignment_report(f.workdir, config=config, num_clips=f.num_clips,
                               batch_size=f.batch_size or None, out_dir=f.out or None)
     import jax
     if jax.process_index() == 0:
-        out = f.out or os.path.join(f.workdir, "alignment")
+        out = paths.resolve(f.out or paths.join(f.workdir, "alignment"))
         print(format_report(report))
-        print(f"Wrote {os.path.join(out, 'cka_layers.json')} and "
+        print(f"Wrote {paths.join(out, 'cka_layers.json')} and "
               + ", ".join(f"cka_layers_{k}.png" for k in report["pairs"]), flush=True)
 
 

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from vatt import paths
 from vatt.alignment import CKA_KERNELS
 from vatt.data.pipeline_config import CROPS, EVAL_NUM_CROPS
 from vatt.data.synthetic import FACTOR_NAMES, NUM_COMBINATIONS
@@ -23,8 +24,9 @@ from vatt.models.configs import VARIANTS as MODEL_VARIANTS
 from vatt.models.droptoken import DROPTOKEN_MODES
 from vatt.models.heads import BN_PLACEMENTS, HEAD_KINDS
 from vatt.models.transformer import ATTENTION_IMPLS, REMAT_POLICIES
-from vatt.models.vatt_model import DTYPES
+from vatt.models.vatt_model import DTYPES, TEXT_KINDS
 from vatt.tasks import EVALUATE_ONLY, TASKS
+from vatt.tracking import INSTALL_HINT, WANDB_MODES, wandb_available
 from vatt.train.optimizer import OPTIMIZERS
 
 REQUIRED_KEYS = ("task", "total_steps", "batch_size", "seed", "log_every_steps", "eval_every_steps")
@@ -63,6 +65,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     for key in REQUIRED_KEYS:
         _require(key in config, f"config.{key} is missing: every config needs {', '.join(REQUIRED_KEYS)}")
     _one_of(config, "task", TASKS)
+    _validate_paths(config)
     evaluate_only = config.task in EVALUATE_ONLY
     if evaluate_only:
         _require(config.total_steps == 0,
@@ -122,6 +125,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     for name, entry in config.evals.items():
         _validate_eval_entry(config, name, entry)
     _validate_prefixes(config)
+    if "tracking" in config:
+        _one_of(config, "tracking.wandb_mode", WANDB_MODES)
+        _require(not config.tracking.wandb or wandb_available(),
+                 "config.tracking.wandb=True but the wandb package is not installed: "
+                 f"{INSTALL_HINT}, or set config.tracking.wandb=False")
 
 
 def _validate_model(model: ml_collections.ConfigDict) -> None:
@@ -136,6 +144,8 @@ def _validate_model(model: ml_collections.ConfigDict) -> None:
     check("model.head.bn_placement", BN_PLACEMENTS)
     if "variant" in model:
         check("model.variant", MODEL_VARIANTS)
+    if "text" in model and "kind" in model.text:
+        check("model.text.kind", TEXT_KINDS)
 
 
 def _factors(key: str, factors) -> None:
@@ -223,3 +233,43 @@ def _divisors_like(sizes: tuple[int, ...], patch: tuple[int, ...]) -> list[int]:
         divisors = [d for d in range(1, size + 1) if size % d == 0]
         out.append(min(divisors, key=lambda d: (abs(d - p), -d)))
     return out
+
+
+# Config keys that hold a location (by their last component) and what reads it (vatt.paths).
+PATH_KEYS = {"init_from": "checkpoint", "data_dir": "local", "vocab_path": "epath",
+             "embedding_path": "epath"}
+
+
+def _string_items(node: ml_collections.ConfigDict, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """(dotted key, value) of every string in the config, sections included."""
+    for key, value in node.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _string_items(value, f"{prefix}{key}.")
+        elif isinstance(value, str):
+            yield f"{prefix}{key}", value
+
+
+def _validate_paths(config: ml_collections.ConfigDict) -> None:
+    """Every location in the config must be reachable by what reads it: init_from may be
+    gs:// (orbax), a vocabulary any etils.epath URL, a dataset (data_dir, dmvr:<glob> in
+    name / mixture) only a local or mounted path."""
+    for key, value in _string_items(config):
+        last = key.rsplit(".", 1)[-1]
+        if last in PATH_KEYS and value:
+            checks = [(value, f"config.{key}", PATH_KEYS[last])]
+        elif last in ("name", "mixture"):
+            checks = [(part.strip()[len("dmvr:"):], f"the DMVR glob of config.{key}", "local")
+                      for part in value.split(",") if part.strip().startswith("dmvr:")]
+        else:
+            continue
+        for path, what, kind in checks:
+            problem = paths.unsupported(path, what, kind)
+            _require(problem is None, problem or "")
+
+
+def validate_workdir(workdir: str) -> str:
+    """The run's workdir made canonical (vatt.paths.resolve: absolute locally, a gs:// URL
+    kept), or ConfigError when checkpoints cannot be kept there."""
+    problem = paths.unsupported(workdir, "--workdir", "checkpoint")
+    _require(problem is None, problem or "")
+    return paths.resolve(workdir)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import jax
 import ml_collections
 
-from vatt.config_validation import validate
+from vatt import tracking
+from vatt.config_validation import validate, validate_workdir
 from vatt.metrics_writer import MetricsWriter
 from vatt.tasks import build_task
 from vatt.train.loop import train_and_evaluate
@@ -19,12 +20,18 @@ from vatt.train.loop import train_and_evaluate
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, plots: bool = True,
         tensorboard: bool = True) -> dict[str, float]:
-    """Validates `config` (ConfigError before anything starts), then trains and/or evaluates in
-    `workdir`; returns the final evaluation metrics. Raises train.loop's Preempted,
-    NonFiniteError and OutOfMemoryError as the loop does."""
+    """Validates `config` and `workdir` (ConfigError before anything starts), then trains
+    and/or evaluates in `workdir` (local, or a gs:// URL: vatt.paths); returns the final
+    evaluation metrics. Raises train.loop's Preempted, NonFiniteError and OutOfMemoryError as
+    the loop does."""
     validate(config, jax.device_count(), jax.process_count())
+    workdir = validate_workdir(workdir)  # absolute locally; a URL is never made a local path
     task = build_task(config)
-    writer = MetricsWriter(workdir, tensorboard=tensorboard, plots=plots)
+    # The W&B run of config.tracking (process 0), before training: a login or network problem
+    # stops the run with one line; its id is the workdir's, so a resumed run continues it.
+    tracker = tracking.from_config(config, workdir, jax.process_index())
+    writer = MetricsWriter(workdir, tensorboard=tensorboard, plots=plots,
+                           trackers=[tracker] if tracker else [])
     try:
         return train_and_evaluate(config, workdir, task, writer)
     finally:

@@ -27,7 +27,8 @@ def _define_flags() -> None:
     """Flags of the command line (defined when it runs, not when the module is imported)."""
     config_flags.DEFINE_config_file("config", None, "Config file or shipped config name, e.g. "
                                     "configs/pretrain.py:tiny or pretrain:tiny.")
-    flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and plots.")
+    flags.DEFINE_string("workdir", None, "Directory for metrics, checkpoints and plots: a local "
+                        "path or gs://<bucket>/<path>.")
     flags.DEFINE_bool("dry_run", False, "Print the model summary as JSON and exit.")
     flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
     flags.DEFINE_integer("num_processes", None, "Total number of processes.")
@@ -72,6 +73,10 @@ def main(argv: list[str]) -> None:
         return
     if not f.workdir:
         _fail("--workdir is required for training, e.g. --workdir=/tmp/vatt_tiny")
+    from vatt import paths
+    problem = paths.unsupported(f.workdir, "--workdir", "checkpoint")
+    if problem:  # before JAX starts; experiment.run checks it again for Python callers
+        _fail(problem)
 
     if f.coordinator_address or f.num_processes or _in_multiprocess_cluster():
         from vatt.parallel.distributed import initialize

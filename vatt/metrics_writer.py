@@ -1,10 +1,11 @@
-"""The run's writer: metrics.jsonl, TensorBoard event files and PNG figures.
+"""The run's writer: metrics.jsonl, TensorBoard event files, PNG figures and trackers (W&B).
 
 Only process 0 writes. metrics.jsonl is appended synchronously (one short line, and tests and
 tools read it as soon as the process ends); everything slower (TensorBoard event files via
-tensorboardX, matplotlib plots, t-SNE) runs on one background thread fed by a queue, so the
-train loop never waits for disk or plotting. `close()` drains the queue; it is also registered
-with `atexit` so a run that never calls it still finishes its plots and event files.
+tensorboardX, matplotlib plots, t-SNE, trackers such as vatt.tracking's W&B run) runs on one
+background thread fed by a queue, so the train loop never waits for disk, network or plotting.
+`close()` drains the queue and closes the trackers; it is also registered with `atexit` so a run
+that never calls it still finishes its plots, event files and tracked run.
 
 It implements vatt.evaluation.base.Writer: vatt.experiment builds it and hands it to the train
 loop, which hands it to the evaluators in their context; evaluators describe figures
@@ -16,17 +17,18 @@ from __future__ import annotations
 import atexit
 import json
 import math
-import os
 import queue
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
+from vatt import event_files, paths
 from vatt import plots as plots_lib
+from vatt.tracking import Tracker
 
 
 def _plain(value: Any) -> Any:
@@ -51,26 +53,33 @@ class MetricsWriter:
     training curves are re-plotted to <workdir>/plots/training_curves.png.
 
     Args:
-      workdir: run directory.
-      tensorboard: write TensorBoard event files (tensorboardX; no TensorFlow).
+      workdir: run directory, local or a URL such as gs://bucket/run (vatt.paths: there each
+        metrics.jsonl append rewrites the object, event files are uploaded at each flush).
+      tensorboard: write TensorBoard event files (tensorboardX; no TensorFlow). Scalar tags are
+        the metric names exactly as in metrics.jsonl ("zeroshot/t2v/R@1").
       plots: write PNG plots (matplotlib, Agg backend).
+      trackers: experiment trackers (vatt.tracking, e.g. a W&B run) that get every numeric
+        metric under the same name and step, from the background thread; closed by `close()`.
     """
 
-    def __init__(self, workdir: str, tensorboard: bool = True, plots: bool = True):
-        self.workdir = os.path.abspath(workdir)
-        self.path = os.path.join(self.workdir, "metrics.jsonl")
-        self.plots_dir = os.path.join(self.workdir, "plots")
-        self.tensorboard_dir = os.path.join(self.workdir, "tensorboard")
+    def __init__(self, workdir: str, tensorboard: bool = True, plots: bool = True,
+                 trackers: Sequence[Tracker] = ()):
+        self.workdir = paths.resolve(workdir)  # a URL (gs://bucket/run) stays one (vatt.paths)
+        self.path = paths.join(self.workdir, "metrics.jsonl")
+        self.plots_dir = paths.join(self.workdir, "plots")
+        self.tensorboard_dir = paths.join(self.workdir, "tensorboard")
+        self._metrics_file = paths.TextAppender(self.path)
         self.enabled = jax.process_index() == 0
         self.tensorboard = tensorboard
         self.plots = plots
+        self.trackers = list(trackers) if self.enabled else []
         self._tb = None  # tensorboardX.SummaryWriter, created on the background thread
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closed = False
         self.errors: list[str] = []
         if self.enabled:
-            os.makedirs(self.workdir, exist_ok=True)
+            paths.makedirs(self.workdir)
             atexit.register(self.close)
 
     # ------------------------------------------------------------------ background thread
@@ -101,6 +110,7 @@ class MetricsWriter:
     def _summary_writer(self):
         if self._tb is None:
             from tensorboardX import SummaryWriter  # protobuf only, no TensorFlow
+            event_files.register(self.tensorboard_dir)  # a gs:// logdir through etils.epath
             self._tb = SummaryWriter(logdir=self.tensorboard_dir, flush_secs=30)
         return self._tb
 
@@ -110,16 +120,20 @@ class MetricsWriter:
             return
         record = {"step": int(step), "time": round(time.time(), 3)}
         record.update({k: _plain(v) for k, v in metrics.items()})
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self._metrics_file.append(json.dumps(record) + "\n")
         scalars = {k: float(v) for k, v in record.items()
                    if k not in ("step", "time") and isinstance(v, (int, float))}
         if self.tensorboard and scalars:
             def to_tensorboard(step=int(step), wall=record["time"]):
-                tb = self._summary_writer()
-                for k, v in scalars.items():
-                    tb.add_scalar(k, v, step, walltime=wall)
+                # A Summary proto of our own: tensorboardX's add_scalar rewrites tags to TF op
+                # names ("R@1" -> "R_1"); the tag must be the name users read in metrics.jsonl.
+                from tensorboardX.proto.summary_pb2 import Summary
+                summary = Summary(value=[Summary.Value(tag=k, simple_value=v)
+                                         for k, v in scalars.items()])
+                self._summary_writer()._get_file_writer().add_summary(summary, step, wall)
             self.submit(to_tensorboard)
+        for tracker in self.trackers if scalars else ():
+            self.submit(lambda t=tracker, step=int(step): t.log(step, scalars))
         if self.plots and any(_is_eval_key(k) for k in scalars):
             self.submit(self._plot_training_curves)
 
@@ -157,9 +171,9 @@ class MetricsWriter:
             self.submit(lambda: self._summary_writer().add_text(tag, text, step))
 
     def _plot_training_curves(self) -> None:
-        if os.path.exists(self.path):
-            plots_lib.plot_training_curves(self.path, os.path.join(self.plots_dir,
-                                                                   "training_curves.png"))
+        if paths.exists(self.path):
+            plots_lib.plot_training_curves(self.path, paths.join(self.plots_dir,
+                                                                 "training_curves.png"))
 
     def flush(self) -> None:
         """Waits until every queued event and plot is written."""
@@ -183,6 +197,9 @@ class MetricsWriter:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        for tracker in self.trackers:
+            tracker.close()  # after the queue is drained: every metric has been logged
+        self.trackers = []
         try:
             atexit.unregister(self.close)
         except Exception:  # interpreter shutting down

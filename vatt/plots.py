@@ -9,16 +9,17 @@ so there is no scikit-learn dependency; `pca_2d` is the fast fallback.
 
 from __future__ import annotations
 
-import textwrap
-
+import io
 import json
-import os
+import textwrap
 from typing import Mapping, Sequence
 
 import numpy as np
+from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from vatt import paths
 from vatt.data import synthetic
 
 MODALITY_STYLE = {"video": ("tab:blue", "o"), "audio": ("tab:orange", "^"),
@@ -35,11 +36,11 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    # Write then rename, so a viewer (or a test) never sees a half-written PNG.
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    # Rendered in memory, then written whole (renamed into place locally, one upload for a
+    # gs:// workdir), so a viewer (or a test) never sees a half-written PNG.
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    paths.write_bytes(path, png.getvalue())
     return path
 
 
@@ -267,23 +268,22 @@ def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """metrics.jsonl -> {key: (steps, values)}, sorted by step; for a step logged twice (after
     a restart) the last entry wins."""
     series: dict[str, dict[int, float]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
+    for line in paths.read_text(path).splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a crash mid-write
+            continue
+        step = int(record.get("step", 0))
+        for k, v in record.items():
+            if k in ("step", "time"):
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a crash mid-write
+                series.setdefault(k, {})[step] = float(v)
+            except (TypeError, ValueError):
                 continue
-            step = int(record.get("step", 0))
-            for k, v in record.items():
-                if k in ("step", "time"):
-                    continue
-                try:
-                    series.setdefault(k, {})[step] = float(v)
-                except (TypeError, ValueError):
-                    continue
     out = {}
     for k, d in series.items():
         steps = np.array(sorted(d))
@@ -336,5 +336,6 @@ def plot_training_curves(metrics_path: str, path: str) -> str | None:
             ax.legend(fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(f"Training curves ({os.path.basename(os.path.dirname(os.path.abspath(metrics_path)))})")
+    run_name = epath.Path(paths.resolve(metrics_path)).parent.name
+    fig.suptitle(f"Training curves ({run_name})")
     return _save(fig, path)

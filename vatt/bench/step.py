@@ -22,7 +22,8 @@ from vatt.parallel import mesh as mesh_lib
 from vatt.tasks import build_task
 from vatt.train.optimizer import build_optimizer
 from vatt.train.state import create_train_state
-from vatt.train.step import OutOfMemoryError, compile_with_memory_check, jit_train_step
+from vatt.train.step import (OutOfMemoryError, StepControls, compile_with_memory_check,
+                             jit_train_step, step_controls)
 
 # The shipped pretraining config (vatt.config_files finds it in a checkout and when installed).
 CONFIG_FILE = "pretrain"
@@ -115,11 +116,12 @@ def abstract_step_flops(config: ml_collections.ConfigDict, mesh) -> float:
     task = build_task(config)
     tx, schedule = build_optimizer(config.optimizer, config.total_steps)
     graphdef, state, sharding = create_train_state(task, tx, mesh, config.seed, abstract=True)
-    step_fn = jit_train_step(config, task, graphdef, tx, schedule, sharding, mesh)
-    return _flops(step_fn.lower(state, batch_shapes(config)).cost_analysis())
+    step_fn = jit_train_step(config, task, graphdef, tx, sharding, mesh)
+    controls = StepControls(schedule, np.int32(-1))  # abstract use: host numbers do
+    return _flops(step_fn.lower(state, batch_shapes(config), controls).cost_analysis())
 
 
-def largest_batch(step_fn, state, config, mesh, limit: int = 1024) -> int:
+def largest_batch(step_fn, state, controls, config, mesh, limit: int = 1024) -> int:
     """Largest power-of-two clips per device whose compiled step fits a device's memory
     (compile_with_memory_check's analysis; nothing runs). 0 if not even one fits."""
     n = mesh.size
@@ -131,7 +133,7 @@ def largest_batch(step_fn, state, config, mesh, limit: int = 1024) -> int:
         abstract = {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding)
                     for k, s in batch_shapes(cfg).items()}
         try:
-            compile_with_memory_check(step_fn, state, abstract, verbose=False)
+            compile_with_memory_check(step_fn, state, abstract, controls, verbose=False)
         except OutOfMemoryError:
             break
         best, bpd = bpd, bpd * 2
@@ -155,7 +157,8 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
         task = build_task(config)
         tx, schedule = build_optimizer(config.optimizer, config.total_steps)
         graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed)
-        step_fn = jit_train_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
+        step_fn = jit_train_step(config, task, graphdef, tx, state_sharding, mesh)
+        controls = step_controls(config, schedule, mesh)
         bpd = case.batch_per_device
         if bpd == 0:
             key = (case.variant, case.dtype, case.remat, case.attention, case.layers)
@@ -170,8 +173,8 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
                 ptask = build_task(pcfg)
                 pgraph, pstate, pshard = create_train_state(ptask, tx, mesh, pcfg.seed,
                                                             abstract=True)
-                pstep = jit_train_step(pcfg, ptask, pgraph, tx, schedule, pshard, mesh)
-                cache[key] = largest_batch(pstep, pstate, pcfg, mesh)
+                pstep = jit_train_step(pcfg, ptask, pgraph, tx, pshard, mesh)
+                cache[key] = largest_batch(pstep, pstate, controls, pcfg, mesh)
                 del pstate
             bpd = cache[key]
             if bpd == 0:
@@ -179,7 +182,7 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
             config.batch_size = bpd * n
         batch = synthetic_batch(config, mesh)
         t = time.perf_counter()
-        compiled = compile_with_memory_check(step_fn, state, batch, verbose=False)
+        compiled = compile_with_memory_check(step_fn, state, batch, controls, verbose=False)
         compile_s = time.perf_counter() - t
         hw_flops = _flops(compiled.cost_analysis()) * n  # cost analysis is per device (SPMD)
         if case.remat == "none":
@@ -188,17 +191,17 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
             nore = ml_collections.ConfigDict(config.to_dict())
             nore.model.remat_policy = "none"
             model_flops = abstract_step_flops(nore, mesh)
-        state, metrics = compiled(state, batch)
+        state, metrics = compiled(state, batch, controls)
         # Step 1 on the initial parameters: what the xla-vs-cudnn numerics comparison reads.
         first = {k: float(np.asarray(v)) for k, v in jax.device_get(
             {k: metrics[k] for k in ("train/loss", "train/grad_norm")}).items()}
         for _ in range(warmup - 1):
-            state, metrics = compiled(state, batch)
+            state, metrics = compiled(state, batch, controls)
         jax.block_until_ready((state, metrics))
         times = []
         for _ in range(reps):
             t = time.perf_counter()
-            state, metrics = compiled(state, batch)
+            state, metrics = compiled(state, batch, controls)
             jax.block_until_ready((state, metrics))
             times.append(time.perf_counter() - t)
         loss = float(np.asarray(jax.device_get(metrics["train/loss"])))

@@ -5,7 +5,8 @@
 Shows tfds' progress bars, then prints the build summary (written / skipped / padded items,
 also saved as build_summary.json next to the data). Read the result with
 `tfds.load("esc50/default", data_dir="/data/tfds")` after `import vatt.data.builders`, or with
-`vatt.data.pipeline.make_iterator`.
+`vatt.data.pipeline.make_iterator`. Both folders are local (or a mounted bucket: gcsfuse); a
+gs:// URL is refused in one line before anything starts (vatt.paths, kind "local").
 """
 
 from __future__ import annotations
@@ -14,14 +15,26 @@ import argparse
 import os
 import sys
 
+from vatt import paths
 from vatt.data.tf_setup import hide_accelerators
+
+
+def _unsupported_folder(manual_dir: str, data_dir: str) -> str | None:
+    """Why one of the folders cannot be used (a URL: the videos are decoded by PyAV from local
+    files, tfds writes through TensorFlow's file layer), None when both can."""
+    return (paths.unsupported(manual_dir, "--manual_dir", "local")
+            or paths.unsupported(data_dir, "--data_dir", "local"))
 
 
 def build(name: str, *, manual_dir: str, data_dir: str, config=None, overwrite: bool = False) -> dict:
     """Build dataset `name` ("esc50" or "esc50/tiny"); `config` may be a config name or object.
 
-    Returns the build summary dict (see vatt.data.builders.base.BuildReport).
+    Returns the build summary dict (see vatt.data.builders.base.BuildReport). Raises ValueError
+    for a folder given as a URL (tfds writes through TensorFlow's own file layer).
     """
+    problem = _unsupported_folder(manual_dir, data_dir)
+    if problem:
+        raise ValueError(problem)
     hide_accelerators()
     import tensorflow_datasets as tfds
 
@@ -53,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None, help="builder config: default | small | tiny")
     p.add_argument("--overwrite", action="store_true", help="rebuild even if already built")
     a = p.parse_args(argv)
+    problem = _unsupported_folder(a.manual_dir, a.data_dir)
+    if problem:
+        p.error(problem)  # one line, exit status 2, before TensorFlow is imported
     summary = build(a.name, manual_dir=a.manual_dir, data_dir=a.data_dir, config=a.config,
                     overwrite=a.overwrite)
     total = sum(summary["written"].values())

@@ -9,9 +9,12 @@ characters that are not letters, digits or apostrophes becomes a space, split on
 from __future__ import annotations
 
 import collections
-import os
 import re
 from typing import Iterable
+
+from etils import epath
+
+from vatt import paths
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -41,16 +44,14 @@ def count_words(captions: Iterable[str]) -> collections.Counter:
 
 
 def save_vocab(path: str, vocab: list[str]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(vocab) + "\n")
+    paths.write_text(path, "\n".join(vocab) + "\n")
 
 
 def load_vocab(path: str) -> list[str]:
-    """Read `vocab.txt` (a file or a directory holding one)."""
-    if os.path.isdir(path):
-        path = os.path.join(path, VOCAB_FILENAME)
-    with open(path, encoding="utf-8") as f:
-        vocab = [line.rstrip("\n") for line in f]
+    """Read `vocab.txt` (a file or a directory holding one; local or gs://, vatt.paths)."""
+    if epath.Path(path).is_dir():
+        path = paths.join(path, VOCAB_FILENAME)
+    vocab = paths.read_text(path).split("\n")
     while vocab and vocab[-1] == "":
         vocab.pop()
     if vocab[:2] != [PAD, UNK]:

@@ -15,7 +15,6 @@ audio's pitch contour / rhythm name them) teaches them: the gap the probe must s
 from __future__ import annotations
 
 import json
-import os
 from typing import Callable, Iterable, Iterator, Sequence
 
 import jax
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vatt import paths
 from vatt.data import synthetic
 from vatt.evaluation.base import CompiledPerModel, EvalContext, map_batches
 
@@ -181,11 +181,10 @@ def average_over_splits(workdirs: Sequence[str], prefix: str = "finetune") -> di
     finals = []
     for wd in workdirs:
         last: dict[str, float] = {}
-        with open(os.path.join(wd, "metrics.jsonl")) as f:
-            for line in f:
-                entry = json.loads(line)
-                if f"{prefix}/top1" in entry:
-                    last = entry
+        for line in paths.read_text(paths.join(wd, "metrics.jsonl")).splitlines():  # or gs://
+            entry = json.loads(line)
+            if f"{prefix}/top1" in entry:
+                last = entry
         if not last:
             raise ValueError(f"{wd}/metrics.jsonl holds no {prefix}/top1 entry")
         finals.append(last)

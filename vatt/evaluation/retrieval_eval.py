@@ -13,7 +13,6 @@ the similarity matrix and the recall@k curve beside it.
 from __future__ import annotations
 
 import json
-import os
 from typing import Callable, Iterable
 
 import jax
@@ -22,6 +21,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from vatt import paths
 from vatt.evaluation.base import CompiledPerModel, EvalContext, map_batches, pipeline_batches
 from vatt.evaluation.classification import fold_views
 from vatt.evaluation.retrieval import ground_truth_ranks, retrieval_metrics
@@ -93,14 +93,11 @@ class RetrievalEvaluator:
         return metrics
 
     def _write(self, ctx: EvalContext, sim: np.ndarray, metrics: dict[str, float]) -> None:
-        outdir = os.path.join(ctx.workdir, "zeroshot")
-        os.makedirs(outdir, exist_ok=True)
-        stem = os.path.join(outdir, f"{self.dataset}_step{ctx.step}")
+        stem = paths.join(ctx.workdir, "zeroshot", f"{self.dataset}_step{ctx.step}")
         ranks = ground_truth_ranks(sim)
         report = {"dataset": self.dataset, "step": ctx.step, "metrics": metrics,
                   "t2v_ranks": ranks.tolist()}
-        with open(stem + ".json", "w") as f:
-            json.dump(report, f, indent=1)
+        paths.write_text(stem + ".json", json.dumps(report, indent=1))  # local or gs://
         ctx.writer.plot("similarity", sim, stem + "_similarity.png",
                         title=f"{self.dataset} text-to-video similarity (step {ctx.step})",
                         query_label="caption", item_label="video")

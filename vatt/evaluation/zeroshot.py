@@ -10,7 +10,6 @@ of the world.
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm  # not tqdm.auto: it warns in kernels without ipywidgets
 
+from vatt import paths
 from vatt.data import synthetic
 from vatt.evaluation.base import CompiledPerModel, EvalContext, map_batches
 from vatt.evaluation.retrieval import ground_truth_ranks, retrieval_metrics
@@ -130,7 +130,7 @@ class SyntheticZeroShotEvaluator:
         n = emb["video_vt"].shape[0]
         combos = self.world.eval_combinations(self.cfg.num_clips)[:n]
         factors = np.array([synthetic.decode_factors(int(c)) for c in combos], np.int32)
-        out_dir = os.path.join(ctx.workdir, "plots")
+        out_dir = paths.join(ctx.workdir, "plots")  # local or gs:// (the writer writes)
         # Sorting clips by combination index groups them by colour (the leading factor), so
         # the similarity matrices show the factor structure; the diagonal stays the ground truth.
         order = np.argsort(combos, kind="stable")
@@ -144,7 +144,7 @@ class SyntheticZeroShotEvaluator:
             r1 = 100.0 * np.mean(ground_truth_ranks(sim) == 1)
             writer.write_image(step, f"zeroshot/{task}_similarity", sorted_sim)
             writer.plot("similarity", sorted_sim,
-                        os.path.join(out_dir, f"zeroshot_{task}_similarity.png"),
+                        paths.join(out_dir, f"zeroshot_{task}_similarity.png"),
                         title=f"Zero-shot {label} similarity, step {step}\n{n} held-out clips, "
                         f"ground truth on the diagonal, R@1 {r1:.1f}%",
                         query_label=query, item_label=item, group_names=synthetic.COLOURS,
@@ -154,7 +154,7 @@ class SyntheticZeroShotEvaluator:
                      "video→text": ground_truth_ranks(sims["t2v"].T),
                      "video→audio": ground_truth_ranks(sims["v2a"]),
                      "audio→video": ground_truth_ranks(sims["v2a"].T)}, n,
-                    os.path.join(out_dir, "zeroshot_recall_at_k.png"),
+                    paths.join(out_dir, "zeroshot_recall_at_k.png"),
                     title=f"Zero-shot recall at k, step {step} ({n} held-out clips)")
         pairs = {"video_text": ("video", "text", "vt"), "video_audio": ("video", "audio", "va")}
         for name, (mx, my, space) in pairs.items():
@@ -163,7 +163,7 @@ class SyntheticZeroShotEvaluator:
             matrix = np.array([[linear_cka(a, b) for b in ys] for a in xs])
             writer.write_image(step, f"cka/{name}_layers", matrix)
             writer.plot("cka_heatmaps", {"linear CKA": matrix},
-                        os.path.join(out_dir, f"cka_layers_{name}.png"), x_name=mx, y_name=my,
+                        paths.join(out_dir, f"cka_layers_{name}.png"), x_name=mx, y_name=my,
                         x_labels=x_labels, y_labels=y_labels,
                         title=f"CKA between {mx} and {my} representations, step {step} "
                         f"({n} clips)")
@@ -174,6 +174,6 @@ class SyntheticZeroShotEvaluator:
                     {"video-text space": {"video": emb["video_vt"][:m], "text": emb["text_vt"][:m]},
                      "video-audio space": {"video": emb["video_va"][:m],
                                            "audio": emb["audio_va"][:m]}},
-                    factors[:m], os.path.join(out_dir, f"embeddings_{method}.png"), method=method,
+                    factors[:m], paths.join(out_dir, f"embeddings_{method}.png"), method=method,
                     title=f"{'t-SNE' if method == 'tsne' else 'PCA'} of the common-space "
                     f"embeddings of {m} held-out clips, step {step}")

@@ -91,6 +91,28 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
               jax.device_count())
 
 
+def barrier(name: str, timeout_s: int = 3600) -> None:
+    """Waits until every process reaches `name` (no-op with one process).
+
+    Through the coordination service (jax.distributed's client), not a device collective:
+    it is what to call before the first collective of a program that processes may have
+    finished compiling at very different times. With the persistent compilation cache on,
+    process 0 reads a program from the cache while the others (whose cache keys differ on CPU,
+    and which never write the cache) compile it; gloo gives a process 30 s to join a new
+    collective context, and a loaded machine exceeds that. Names must be unique per call
+    site and step (the service refuses to reuse a barrier).
+    """
+    if jax.process_count() == 1:
+        return
+    # The distributed client is not public API; jax uses it the same way for its own
+    # barriers (jax.experimental.array_serialization).
+    from jax._src import distributed as jax_distributed
+    client = jax_distributed.global_state.client
+    if client is None:
+        return
+    client.wait_at_barrier(f"vatt:{name}", timeout_in_ms=timeout_s * 1000)
+
+
 def shutdown() -> None:
     """Shuts jax.distributed down if it was initialised (optional; jax also does it at exit)."""
     if jax.distributed.is_initialized():

@@ -11,12 +11,14 @@
   devices loads on 1 and the reverse.
 - `load_model_tree` reads only the model of a checkpoint, without a target (for fine-tuning,
   probing and zero-shot evaluation from a pretraining run, vatt.models.transfer).
+- The workdir may be gs://bucket/run (vatt.paths): orbax writes through tensorstore's GCS
+  driver and, having no rename there, marks a finished checkpoint with commit_success.txt;
+  listing goes through etils.epath.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 from typing import Any
 
@@ -25,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
+from vatt import paths
 from vatt.models.transfer import flatten_tree
 
 
@@ -52,7 +56,8 @@ class Checkpointer:
 
     def __init__(self, workdir: str, every_steps: int = 0, max_to_keep: int = 3,
                  async_save: bool = True, read_only: bool = False):
-        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        # Absolute for a local path (tensorstore needs it), a URL stays a URL.
+        self.directory = paths.join(paths.resolve(workdir), "checkpoints")
         self.every_steps = int(every_steps)
         self.read_only = read_only
         if read_only:
@@ -113,25 +118,24 @@ class Checkpointer:
 
 
 def checkpoint_state_dir(path: str) -> str:
-    """Resolves a workdir, its checkpoints/ folder, a step folder or a state folder to the
-    `state` directory of the newest finished checkpoint."""
-    path = os.path.abspath(os.path.expanduser(path))
-    if os.path.basename(path) == "state" and os.path.isdir(path):
+    """Resolves a workdir, its checkpoints/ folder, a step folder or a state folder (local or
+    gs://) to the `state` directory of the newest finished checkpoint."""
+    path = paths.resolve(path)
+    root = epath.Path(path)
+    if root.name == "state" and root.is_dir():
         return path
-    if os.path.isdir(os.path.join(path, "state")):
-        return os.path.join(path, "state")
-    ckpt_dir = path
-    if os.path.isdir(os.path.join(path, "checkpoints")):
-        ckpt_dir = os.path.join(path, "checkpoints")
-    # Finished orbax steps are plain integer folders (unfinished ones carry a tmp suffix).
-    steps = sorted((int(d) for d in (os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else [])
-                    if re.fullmatch(r"\d+", d) and os.path.isdir(os.path.join(ckpt_dir, d, "state"))),
-                   reverse=True)
+    if (root / "state").is_dir():
+        return str(root / "state")
+    ckpt_dir = root / "checkpoints" if (root / "checkpoints").is_dir() else root
+    # Orbax's own notion of finished: locally a step folder without its tmp suffix, on GCS a
+    # step folder holding commit_success.txt (a half-written one has the plain name too).
+    finished = ocp.path.step.checkpoint_steps(ckpt_dir) if ckpt_dir.is_dir() else []
+    steps = sorted((s for s in finished if (ckpt_dir / str(s) / "state").is_dir()), reverse=True)
     if not steps:
         raise FileNotFoundError(
             f"init_from={path!r}: no finished checkpoint found (expected <workdir>/checkpoints/"
             "<step>/state, as written by a pretraining run)")
-    return os.path.join(ckpt_dir, str(steps[0]), "state")
+    return str(ckpt_dir / str(steps[0]) / "state")
 
 
 def load_model_tree(path: str) -> dict[str, np.ndarray]:
@@ -151,24 +155,38 @@ def load_model_tree(path: str) -> dict[str, np.ndarray]:
 
 
 class PreemptionGuard:
-    """Turns SIGTERM/SIGINT into a request to checkpoint and exit at a step boundary.
+    """Turns a preemption notice (SIGTERM) or Ctrl-C (SIGINT) into a request to checkpoint and
+    exit at a step boundary on which every process agrees (saving is collective).
 
-    Every process must agree on the step at which it stops (saving is collective). With
-    one process the flag is read every step. With several, the flags are combined by a
-    cross-process all-gather every `check_every` steps, after the state of that step is
-    ready: a host-side collective must not overlap the asynchronously dispatched step's
-    own collectives (with gloo on CPU that corrupted FSDP all-gathers).
+    One process: a Python handler sets a flag, read every step.
+    Several processes: JAX's preemption service decides (jax.distributed starts it; its notifier
+    owns SIGTERM). A notice reaching any one host is propagated to all through the coordination
+    service, which picks the next step every host can still reach;
+    `multihost_utils.reached_preemption_sync_point(step)`, called every step, says True on every
+    host at that same step. Ctrl-C becomes a notice too: the handler sends this process a
+    SIGTERM, which the service's notifier receives. SLURM's `--signal=TERM@120` and Cloud TPU
+    maintenance events arrive as SIGTERM, so both schedulers work unchanged.
     """
 
-    def __init__(self, check_every: int = 1):
+    def __init__(self):
         self._requested = False
-        self._check_every = max(int(check_every), 1)
+        self._sync_point = self._uses_preemption_service()
         self._previous: dict[int, Any] = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # With the preemption service, SIGTERM is the service's; installing a Python handler
+        # would take it away (signal handlers are per process).
+        signals = (signal.SIGINT,) if self._sync_point else (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: leave signals alone
                 pass
+
+    @staticmethod
+    def _uses_preemption_service() -> bool:
+        if jax.process_count() == 1:
+            return False
+        from jax._src import distributed as jax_distributed  # where jax keeps the service
+        return jax_distributed.global_state.preemption_sync_manager is not None
 
     def _handle(self, signum, frame) -> None:
         if self._requested and signum == signal.SIGINT:
@@ -176,16 +194,16 @@ class PreemptionGuard:
         self._requested = True
         _say(f"Received {signal.Signals(signum).name}: saving a checkpoint at the end of "
              "this step, then exiting.")
+        if self._sync_point:
+            os.kill(os.getpid(), signal.SIGTERM)  # a preemption notice for every host
 
-    def requested(self, step: int = 0, state: Any = None) -> bool:
-        if jax.process_count() == 1:
-            return self._requested
-        if step % self._check_every:
-            return False
-        from jax.experimental import multihost_utils
-        jax.block_until_ready(state)
-        flags = multihost_utils.process_allgather(np.asarray(self._requested, np.int32))
-        return bool(np.max(flags))
+    def requested(self, step: int = 0) -> bool:
+        """Whether to checkpoint and stop after `step` (call it once per step, on every host:
+        the preemption service counts the calls)."""
+        if self._sync_point:
+            from jax.experimental import multihost_utils
+            return bool(multihost_utils.reached_preemption_sync_point(step))
+        return self._requested
 
     def restore_handlers(self) -> None:
         for sig, handler in self._previous.items():

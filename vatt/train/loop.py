@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import jax
@@ -12,15 +11,18 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from vatt import paths
 from vatt.evaluation.base import EvalContext, Writer, run_evaluators
 from vatt.models import transfer
+from vatt.parallel import distributed
 from vatt.parallel.mesh import make_mesh
 from vatt.train.checkpointing import Checkpointer, PreemptionGuard, load_model_tree
 from vatt.train.optimizer import build_optimizer
 from vatt.train.prefetch import Prefetcher
 from vatt.train.progress import ProgressReporter
 from vatt.train.state import TrainState, create_train_state
-from vatt.train.step import OutOfMemoryError, compile_with_memory_check, jit_train_step
+from vatt.train.step import (OutOfMemoryError, compile_with_memory_check, jit_train_step,
+                             step_controls)
 
 __all__ = ["NonFiniteError", "OutOfMemoryError", "Preempted", "train_and_evaluate"]
 
@@ -79,10 +81,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task,
     evaluation metrics. The caller owns `writer` (and closes it).
     """
     mesh = make_mesh(config.mesh.data)
-    if _is_main():
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-            f.write(config.to_json_best_effort(indent=2))
+    if _is_main():  # the workdir may be gs://bucket/run (vatt.paths)
+        paths.makedirs(workdir)
+        paths.write_text(paths.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
     writer.write_text("config", "```\n" + config.to_json_best_effort(indent=2) + "\n```")
     # The mesh is also the ambient one, for the shard_map (chunked) losses.
     with jax.set_mesh(mesh):
@@ -113,7 +114,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
         graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed,
                                                              fsdp=fsdp)
         state = _load_pretrained(task, config, state, state_sharding)
-    step_fn = jit_train_step(config, task, graphdef, tx, schedule, state_sharding, mesh)
+    step_fn = jit_train_step(config, task, graphdef, tx, state_sharding, mesh)
+    controls = step_controls(config, schedule, mesh)
     start_step = int(state.step)
     stream = task.train_stream(start_step, jax.process_index(), jax.process_count())
     if data_state:
@@ -121,7 +123,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
 
     is_main = _is_main()
     progress = ProgressReporter(config.total_steps, config.batch_size)
-    guard = PreemptionGuard(check_every=config.log_every_steps)
+    guard = PreemptionGuard()
     memory_limit = int(config.memory_limit_gib * 2**30) or None
     if is_main:
         print(f"Training steps {start_step + 1}..{config.total_steps} on {jax.device_count()} "
@@ -163,8 +165,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
             batch, data_state = next(batches)
             if compiled is None:
                 # Compile once, before step 1, and refuse a step that cannot fit.
-                compiled = compile_with_memory_check(step_fn, state, batch, is_main, memory_limit)
-            state, metrics = compiled(state, batch)
+                compiled = compile_with_memory_check(step_fn, state, batch, controls, is_main,
+                                                     memory_limit)
+                # Processes finish compiling at different times (one may read the compilation
+                # cache); meet before the step's first collective.
+                distributed.barrier(f"train step compiled at step {step}")
+            state, metrics = compiled(state, batch, controls)
             flush_pending()
             if step % config.log_every_steps == 0 or step == config.total_steps:
                 pending = (step, metrics)
@@ -181,7 +187,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
                 flush_pending()
                 check_finite(step)
                 eval_metrics = _evaluate(task, graphdef, state, mesh, workdir, writer)
-            if guard.requested(step, state):
+            if guard.requested(step):
                 flush_pending()
                 check_finite(step)
                 checkpointer.save(step, state, data_state, force=True)
@@ -199,13 +205,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
 
 def read_config_json(workdir: str) -> ml_collections.ConfigDict:
     """The run's ConfigDict from <workdir>/config.json (written by train_and_evaluate)."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    path = paths.join(workdir, "config.json")
+    if not paths.exists(path):
         raise FileNotFoundError(
             f"{path} does not exist; pass the run's config with --config=configs/<file>.py:<arg> "
             "(and the same --config.<key>=<value> overrides the run used).")
-    with open(path, encoding="utf-8") as f:
-        return ml_collections.ConfigDict(_tuples(json.load(f)))
+    return ml_collections.ConfigDict(_tuples(json.loads(paths.read_text(path))))
 
 
 def _tuples(value: Any) -> Any:

@@ -1,19 +1,24 @@
-"""The train step: a pure function (state, batch) -> (state, metrics), jitted over the mesh with
-the state donated, and compiled once with a memory check before step 1. The loop runs it and the
-benchmark times exactly the same function."""
+"""The train step: a pure function (state, batch, controls) -> (state, metrics), jitted over the
+mesh with the state donated, and compiled once with a memory check before step 1. The loop runs
+it and the benchmark times exactly the same function. The learning-rate schedule's numbers and
+the fault-injection step are an argument (StepControls), so runs that differ only in rate,
+length or injected fault share one compiled program (and the persistent compilation cache
+serves it to every process)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh
 
 from vatt.parallel.mesh import batch_sharding, replicated
+from vatt.train.optimizer import Schedule, learning_rate
 from vatt.train.state import TrainState, split_model
 
 
@@ -24,15 +29,30 @@ def step_rngs(base: jax.Array, step: jax.Array) -> nnx.Rngs:
     return nnx.Rngs(dropout=dropout, droptoken=droptoken)
 
 
-def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, skip_nonfinite: bool, nan_at_step: int = -1,
-                    trainable: Any = nnx.Param) -> Callable:
-    """The pure step (state, batch) -> (state, metrics) that the loop jits.
+class StepControls(NamedTuple):
+    """The step's runtime numbers: arguments of the jitted step, so their values never change
+    the compiled program. Replicated scalars (`step_controls` puts them on the mesh)."""
+    schedule: Schedule       # the learning-rate schedule (vatt.train.optimizer)
+    nan_at_step: jax.Array   # int32; fault injection for tests: that (1-based) step's loss is
+    #                          NaN (config.debug_nan_at_step; -1: never)
 
-    nan_at_step: fault injection for tests; the loss of that (1-based) step is NaN.
+
+def step_controls(config: ml_collections.ConfigDict, schedule: Schedule, mesh: Mesh
+                  ) -> StepControls:
+    """The run's StepControls as replicated device arrays (the same on every process)."""
+    controls = StepControls(schedule, np.int32(config.debug_nan_at_step))
+    return jax.device_put(controls, replicated(mesh))
+
+
+def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.GradientTransformation,
+                    skip_nonfinite: bool, trainable: Any = nnx.Param) -> Callable:
+    """The pure step (state, batch, controls) -> (state, metrics) that the loop jits.
+
+    tx: the update direction (vatt.train.optimizer.build_optimizer); the step scales it by
+      -learning_rate(controls.schedule, state.step).
     """
 
-    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    def train_step(state: TrainState, batch: dict[str, jax.Array], controls: StepControls):
         def compute_loss(params):
             # Rngs are stateful NNX objects: create them inside the differentiated
             # function so they live at the trace level where they are used.
@@ -41,14 +61,15 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
             # otherwise reuse the outer trace's Variables and refuse batch-norm updates).
             model = nnx.merge(graphdef, params, state.rest, copy=True)
             loss, metrics = loss_fn(model, batch, rngs)
-            if nan_at_step >= 0:
-                loss = loss * jnp.where(state.step + 1 == nan_at_step, jnp.nan, 1.0)
+            loss = loss * jnp.where(state.step + 1 == controls.nan_at_step, jnp.nan, 1.0)
             _, _, new_rest = split_model(model, trainable)
             return loss, (metrics, new_rest)
 
         (loss, (metrics, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
             state.params)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+        lr = learning_rate(controls.schedule, state.step)
+        updates = jax.tree.map(lambda u: (u * -lr).astype(u.dtype), updates)
         new_params = optax.apply_updates(state.params, updates)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -64,7 +85,7 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
                                   opt_state=new_opt_state, skipped=skipped)
         metrics = dict(metrics)
         metrics.update({"train/loss": loss, "train/grad_norm": grad_norm,
-                        "train/learning_rate": schedule(state.step),
+                        "train/learning_rate": lr,
                         "train/nonfinite_steps": skipped})
         return new_state, metrics
 
@@ -72,15 +93,14 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
 
 
 def jit_train_step(config: ml_collections.ConfigDict, task, graphdef: nnx.GraphDef,
-                   tx: optax.GradientTransformation, schedule: optax.Schedule,
-                   state_sharding: Any, mesh: Mesh) -> Callable:
-    """The train step jitted with the state's shardings, the batch on `data` and the state
-    donated: what the loop runs and what the benchmark times."""
-    step = make_train_step(graphdef, task.loss_fn, tx, schedule,
-                           skip_nonfinite=config.nonfinite == "skip",
-                           nan_at_step=config.debug_nan_at_step, trainable=task.trainable)
-    return jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh)),
+                   tx: optax.GradientTransformation, state_sharding: Any, mesh: Mesh) -> Callable:
+    """The train step jitted with the state's shardings, the batch on `data`, the controls
+    replicated and the state donated: what the loop runs and what the benchmark times."""
+    step = make_train_step(graphdef, task.loss_fn, tx, skip_nonfinite=config.nonfinite == "skip",
+                           trainable=task.trainable)
+    return jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh), replicated(mesh)),
                    out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
+
 
 
 class OutOfMemoryError(RuntimeError):
@@ -97,14 +117,15 @@ def device_memory_limit() -> int | None:
 
 
 def compile_with_memory_check(step_fn, state: TrainState, batch: dict[str, jax.Array],
-                              verbose: bool, limit_bytes: int | None = None):
+                              controls: StepControls, verbose: bool,
+                              limit_bytes: int | None = None):
     """Compiles the step for these shapes, reports the memory it needs per device, and stops
     with a clear message when that exceeds the device instead of failing deep inside XLA.
 
     limit_bytes: the per-device budget (default: what the device reports; none on CPU).
     The compiled executable is what the loop calls, so nothing recompiles after step 1.
     """
-    compiled = step_fn.lower(state, batch).compile()
+    compiled = step_fn.lower(state, batch, controls).compile()
     try:
         mem = compiled.memory_analysis()
         need = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
