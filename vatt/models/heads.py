@@ -14,6 +14,11 @@ kind="disjoint" (separate spaces straight from the backbone):
   video -> S_va [va_dim]: 2-layer MLP (video_va); video -> S_vt [vt_dim]: 2-layer MLP (video_vt);
   audio -> S_va: Linear (audio_va); text -> S_vt: Linear (text_vt).
 
+bias_before_bn: whether a Linear feeding a BatchNorm carries a bias. BN subtracts the batch mean,
+so such a bias does nothing; the official FAC head has none (vid_to_hid, hid_to_va and va_to_vat
+are bias-free), which is what the paper variants use (model.head.bias_before_bn=False) so that
+the released checkpoints map one to one (vatt.convert); tiny keeps its biases (True).
+
 Batch norm: nnx.BatchNorm, momentum 0.9, eps 1e-5, batch statistics when training and running
 averages at evaluation. Under jax.jit over a globally sharded batch the mean/variance reductions
 span the global batch, i.e. this is synchronised BN with no axis_name needed. Text [B, K, D] is
@@ -35,9 +40,10 @@ class LinearBN(nnx.Module):
     """[optional ReLU] -> Linear -> [optional BN]. x [..., D_in] -> [..., D_out]."""
 
     def __init__(self, d_in: int, d_out: int, *, use_bn: bool, pre_relu: bool = False,
-                 bn_momentum: float = 0.9, bn_eps: float = 1e-5, rngs: nnx.Rngs):
+                 bn_momentum: float = 0.9, bn_eps: float = 1e-5, bias_before_bn: bool = True,
+                 rngs: nnx.Rngs):
         self.pre_relu = pre_relu
-        self.fc = nnx.Linear(d_in, d_out, rngs=rngs)
+        self.fc = nnx.Linear(d_in, d_out, use_bias=bias_before_bn or not use_bn, rngs=rngs)
         self.bn = (nnx.BatchNorm(d_out, momentum=bn_momentum, epsilon=bn_eps, rngs=rngs)
                    if use_bn else None)
 
@@ -56,8 +62,9 @@ class ProjectionMLP(nnx.Module):
     """Linear -> BN -> ReLU -> Linear -> BN. x [B, D_in] -> [B, D_out]."""
 
     def __init__(self, d_in: int, d_hidden: int, d_out: int, *, bn_momentum: float = 0.9,
-                 bn_eps: float = 1e-5, rngs: nnx.Rngs):
-        bn = dict(bn_momentum=bn_momentum, bn_eps=bn_eps, rngs=rngs)
+                 bn_eps: float = 1e-5, bias_before_bn: bool = True, rngs: nnx.Rngs):
+        bn = dict(bn_momentum=bn_momentum, bn_eps=bn_eps, bias_before_bn=bias_before_bn,
+                  rngs=rngs)
         self.layer1 = LinearBN(d_in, d_hidden, use_bn=True, **bn)
         self.layer2 = LinearBN(d_hidden, d_out, use_bn=True, pre_relu=True, **bn)
 
@@ -72,14 +79,16 @@ class CommonSpaceHeads(nnx.Module):
 
     def __init__(self, d_video: int, d_audio: int, d_text: int, *, kind: str = "fac",
                  va_dim: int = 512, vt_dim: int = 256, bn_placement: str = "official",
-                 bn_momentum: float = 0.9, bn_eps: float = 1e-5, rngs: nnx.Rngs):
+                 bn_momentum: float = 0.9, bn_eps: float = 1e-5, bias_before_bn: bool = True,
+                 rngs: nnx.Rngs):
         if kind not in HEAD_KINDS:
             raise ValueError(f"model.head.kind={kind!r}; choose one of {HEAD_KINDS}.")
         if bn_placement not in BN_PLACEMENTS:
             raise ValueError(f"model.head.bn_placement={bn_placement!r}; choose 'official' or "
                              "'paper'.")
         self.kind = kind
-        bn = dict(bn_momentum=bn_momentum, bn_eps=bn_eps, rngs=rngs)
+        bn = dict(bn_momentum=bn_momentum, bn_eps=bn_eps, bias_before_bn=bias_before_bn,
+                  rngs=rngs)
         lin_bn = bn_placement == "paper"  # BN after the audio/text linear layers too.
         if kind == "fac":
             self.video_va = ProjectionMLP(d_video, va_dim, va_dim, **bn)

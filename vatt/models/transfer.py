@@ -49,14 +49,15 @@ def identity_path_map(path: str) -> list[str]:
 def backbone_path_map(modality: str) -> PathMap:
     """Maps a Classifier's "backbone/{tokenizer,encoder}/..." to the pretraining VATT paths:
     modality-specific "{m}_backbone/..." or shared (VATT-MA) "{m}_tokenizer/..." /
-    "shared_backbone/..."; the classifier head maps to nothing."""
+    "shared_backbone/...", or to the same path in a Classifier's checkpoint (a fine-tuned model,
+    e.g. one converted by vatt.convert); the classifier head maps to nothing."""
     def mapping(path: str) -> list[str]:
         if path.startswith("backbone/tokenizer/"):
             rest = path[len("backbone/tokenizer/"):]
-            return [f"{modality}_backbone/tokenizer/{rest}", f"{modality}_tokenizer/{rest}"]
+            return [f"{modality}_backbone/tokenizer/{rest}", f"{modality}_tokenizer/{rest}", path]
         if path.startswith("backbone/encoder/"):
             rest = path[len("backbone/encoder/"):]
-            return [f"{modality}_backbone/encoder/{rest}", f"shared_backbone/{rest}"]
+            return [f"{modality}_backbone/encoder/{rest}", f"shared_backbone/{rest}", path]
         return []
     return mapping
 
