@@ -150,6 +150,33 @@ def test_run_compiles_train_step_once_and_ends_its_prefetch_thread(manual_steps,
     assert [losses[s] for s in range(1, MANUAL_STEPS + 1)] == manual_steps["losses"]
 
 
+def test_rate_length_and_fault_injection_do_not_change_the_program():
+    """The schedule's numbers and the injected-NaN step are runtime arguments of the step: runs
+    that differ only in them lower to the same program text, so they share one compilation
+    (and one persistent-cache entry). The model's options do change it."""
+    def step_text(overrides):
+        config = config_files.load(SPEC, dict(OVERRIDES, **overrides))
+        mesh = make_mesh(config.mesh.data)
+        with jax.set_mesh(mesh):
+            task = build_task(config)
+            tx, schedule = build_optimizer(config.optimizer, config.total_steps)
+            graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed,
+                                                                 abstract=True)
+            step_fn = jit_train_step(config, task, graphdef, tx, state_sharding, mesh)
+            host = next(task.train_stream(0, 0, 1))  # the batch's shapes and dtypes
+            batch = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype,
+                                             sharding=batch_sharding(mesh))
+                     for k, v in host.items()}
+            return step_fn.lower(state, batch, step_controls(config, schedule, mesh)).as_text()
+
+    base = step_text({})
+    assert step_text({"total_steps": 300, "optimizer.warmup_steps": 20}) == base
+    assert step_text({"optimizer.learning_rate": 1e-6, "optimizer.end_learning_rate": 1e-6}) \
+        == base
+    assert step_text({"debug_nan_at_step": 3}) == base
+    assert step_text({"loss.cka_weight": 1.0}) != base  # a control: the loss changes the program
+
+
 class EndlessStream:
     """Host batches of 8 rows forever (or an error at batch `fail_at`, or the end at `end`)."""
 
