@@ -54,12 +54,19 @@ FIXED_SET_KEYS = [
     ("linear_probe:synthetic", "evals.linear_probe_synthetic.modality"),
     ("zeroshot:synthetic", "evals.zeroshot_synthetic.kind"), (TINY, "tracking.wandb_mode"),
     ("pretrain:bbs", "model.text.kind"),
+    (("pretrain:tiny_howto100m", {"data.data_dir": "/tmp/built"}), "data.tokenizer"),
+    (("zeroshot:msrvtt", {"data.data_dir": "/tmp/built"}), "data.tokenizer"),
 ]
+
+
+def _load(spec) -> ml_collections.ConfigDict:
+    """spec: a config name, or (name, overrides) for configs that need e.g. a data_dir."""
+    return config_files.load(*spec) if isinstance(spec, tuple) else config_files.load(spec)
 
 
 @pytest.mark.parametrize("spec, key", FIXED_SET_KEYS)
 def test_misspelled_fixed_set_value_is_refused(spec, key):
-    config = config_files.load(spec)
+    config = _load(spec)
     validate(config, num_devices=1)  # valid as shipped
     good = config
     for part in key.split("."):
@@ -72,6 +79,17 @@ def test_misspelled_fixed_set_value_is_refused(spec, key):
     assert message.startswith(f"config.{key}={bad!r} is not known: use one of "), message
     assert repr(good) in message.split("use one of ", 1)[1]  # the fix names the right value
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("spec", ["pretrain:tiny_howto100m", "zeroshot:msrvtt"])
+def test_bos_eos_need_the_dmvr_tokenizer(spec):
+    config = config_files.load(spec, {"data.data_dir": "/tmp/built", "data.append_eos": True})
+    with pytest.raises(ConfigError, match=r"^config.data.append_eos=True needs "
+                       r"config.data.tokenizer='dmvr' \(") as err:
+        validate(config, num_devices=1)
+    assert "\n" not in str(err.value)
+    config.data.tokenizer = "dmvr"
+    validate(config, num_devices=1)
 
 
 def test_probe_classifiers_and_primary_are_checked():

@@ -14,7 +14,7 @@ import ml_collections
 
 from vatt import paths
 from vatt.alignment import CKA_KERNELS
-from vatt.data.pipeline_config import CROPS, EVAL_NUM_CROPS
+from vatt.data.pipeline_config import CROPS, EVAL_NUM_CROPS, TOKENIZERS
 from vatt.data.synthetic import FACTOR_NAMES, NUM_COMBINATIONS
 from vatt.evaluation.linear_probe import CLASSIFIERS
 from vatt.evaluation.registry import KINDS as EVAL_KINDS
@@ -175,6 +175,18 @@ def _validate_eval_entry(config: ml_collections.ConfigDict, name: str,
     if "data" in entry:
         _one_of(config, f"evals.{name}.data.crop", CROPS)
         _one_of(config, f"evals.{name}.data.eval_num_crops", EVAL_NUM_CROPS)
+        _validate_tokenizer(config, f"evals.{name}.data", entry.data)
+
+
+def _validate_tokenizer(config: ml_collections.ConfigDict, key: str,
+                        data: ml_collections.ConfigDict) -> None:
+    """config.<key>.tokenizer is known; <bos>/<eos> only with a vocabulary that has them."""
+    _one_of(config, f"{key}.tokenizer", TOKENIZERS)
+    if data.get("tokenizer", "words") != "dmvr":
+        for flag in ("prepend_bos", "append_eos"):
+            _require(not data.get(flag, False),
+                     f"config.{key}.{flag}=True needs config.{key}.tokenizer='dmvr' (a 'words' "
+                     "vocabulary has no <bos>/<eos>): set the tokenizer or drop the flag")
 
 
 def _validate_prefixes(config: ml_collections.ConfigDict) -> None:
@@ -198,6 +210,7 @@ def _validate_shapes(config: ml_collections.ConfigDict) -> None:
                  "dataset: set it to the --data_dir given to python -m vatt.data.build")
         _one_of(config, "data.crop", CROPS)
         _one_of(config, "data.eval_num_crops", EVAL_NUM_CROPS)
+        _validate_tokenizer(config, "data", data)
     frames = (data.num_frames, data.frame_size, data.frame_size)
     video = model.video
     patch = _tuple(video.patch_size)

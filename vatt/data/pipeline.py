@@ -245,8 +245,10 @@ def make_iterator(
         path = cfg.vocab_path or next((s.vocab_path for s in sources if s.vocab_path), None)
         if not path:
             raise ValueError("No vocabulary: set config.data.vocab_path to a vocab.txt "
-                             "(built datasets with captions store one next to their data).")
-        tokenizer = tok.TFTokenizer(tok.load_vocab(path), cfg.max_text_len)
+                             "(built datasets with captions store one next to their data), or "
+                             "with config.data.tokenizer='dmvr' to the official howto100m_en.txt.")
+        tokenizer = tok.tf_tokenizer(path, cfg.get("tokenizer", "words"), cfg.max_text_len,
+                                     cfg.get("prepend_bos", False), cfg.get("append_eos", False))
     num_classes = max([s.num_classes for s in sources] + [0])
     procs = [_Processor(cfg, s, mods, training, tokenizer, num_classes) for s in sources]
     options = tf.data.Options()

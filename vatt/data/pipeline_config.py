@@ -9,6 +9,9 @@ from __future__ import annotations
 import ml_collections
 
 CROPS = ("inception", "vgg")
+# config.data.tokenizer: "words" (this project's vocab.txt and normalisation, vatt.data.build) or
+# "dmvr" (the official pipeline's DMVR WordTokenizer rules, e.g. with the released howto100m_en.txt).
+TOKENIZERS = ("words", "dmvr")
 EVAL_NUM_CROPS = (1, 3)
 
 
@@ -34,6 +37,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.max_text_len = 16  # L
     c.caption_key = "caption"  # MSR-VTT 1k-A retrieval: "caption_1k"
     c.vocab_path = ""  # "" = the vocab.txt stored with the first source that has captions
+    c.tokenizer = "words"  # "words" | "dmvr" (the official rules and vocabulary format)
+    c.prepend_bos = False  # tokenizer "dmvr" only: ids start with <bos> (official VATT: False)
+    c.append_eos = False  # tokenizer "dmvr" only: <eos> after the words (official VATT: False)
     c.eval_num_clips = 1
     c.eval_num_crops = 1  # 1 (centre) or 3 (start / centre / end of the long side)
     c.eval_crop_fraction = 1.0  # eval crop side as a fraction of the short side
