@@ -1,8 +1,10 @@
 """Independent NumPy (float64) implementations of the official VATT TF2 forward passes
 (google-research/google-research, vatt/), inference mode, written from the official code's
 description: the T5 text tower, the ViT video and WaT audio towers (pre-LN transformer with
-scaled attention, LayerNorm'd position tables, AGG token) and the FAC heads (BatchNorm with its
-moving statistics). Shared by tests/test_t5_text.py and tests/test_convert.py.
+scaled attention, LayerNorm'd position tables, AGG token), the modality-agnostic UniversalVATT
+(one shared transformer; per-modality raw-to-embedding layers, Dense-GELU pre- and
+post-projections, LayerNorm'd position tables and AGG vectors) and the FAC heads (BatchNorm with
+its moving statistics). Shared by tests/test_t5_text.py and tests/test_convert.py.
 
 Weights are plain dicts of NumPy arrays keyed like the official checkpoint (Keras kernels
 [in, out]); nothing here imports vatt.
@@ -86,10 +88,12 @@ def np_batch_norm(x, w: dict, prefix: str, eps: float = 1e-5):
 
 
 def np_encoder(x: np.ndarray, w: dict, prefix: str, num_layers: int, num_heads: int,
-               eps: float = 1e-6) -> np.ndarray:
+               eps: float = 1e-6, mask: np.ndarray | None = None) -> np.ndarray:
     """The official pre-norm TransformerEncoder (``<prefix>tx/...``): x [B, N, D] -> final LN'd
-    hidden states. Attention logits are divided by sqrt(d_head); the MLP is Dense-GELU-Dense."""
+    hidden states. Attention logits are divided by sqrt(d_head); the MLP is Dense-GELU-Dense.
+    mask [B, N] (1 = real token): (1 - mask) * -1e9 is added to the logits of every query."""
     b, n, d = x.shape
+    bias = 0.0 if mask is None else (1.0 - mask)[:, None, None, :] * -1e9
 
     def split(t):
         return t.reshape(b, n, num_heads, d // num_heads).transpose(0, 2, 1, 3)
@@ -101,7 +105,7 @@ def np_encoder(x: np.ndarray, w: dict, prefix: str, num_layers: int, num_heads: 
         s = f"{prefix}tx/layers/{i}/"
         h = np_layer_norm(x, w[f"{s}layer_norm/gamma"], w[f"{s}layer_norm/beta"], eps)
         q, k, v = (split(dense(h, f"{s}mha/{m}")) for m in "qkv")
-        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d // num_heads)
+        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(d // num_heads) + bias
         attn = (np_softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(b, n, d)
         x = x + dense(attn, f"{s}mha/o")
         h = np_layer_norm(x, w[f"{s}feed_forward/layer_norm/gamma"],
@@ -116,37 +120,93 @@ def _with_agg(tokens: np.ndarray, agg: np.ndarray) -> np.ndarray:
     return np.concatenate([np.broadcast_to(agg, (b, 1, agg.shape[-1])), tokens], axis=1)
 
 
-def np_vit_video(video: np.ndarray, w: dict, prefix: str, num_layers: int,
-                 num_heads: int) -> np.ndarray:
-    """Official ViTx3D: video [B, T, H, W, C] -> pooled AGG output [B, D]."""
-    kernel = w[f"{prefix}voxel_to_patch/kernel"]  # Conv3D [t, h, w, C, D], stride = kernel
+def np_dense_gelu(x: np.ndarray, w: dict, name: str) -> np.ndarray:
+    """Keras Dense(activation="gelu") (exact GELU): the official pre-/post-projections."""
+    return np_gelu(x @ w[f"{name}/kernel"] + w[f"{name}/bias"])
+
+
+def _voxels_to_patches(video: np.ndarray, w: dict, conv: str) -> tuple[np.ndarray, tuple]:
+    """Conv3D ``<conv>`` with stride = kernel: video [B, T, H, W, C] -> ([B, N, D], grid)."""
+    kernel = w[f"{conv}/kernel"]  # [t, h, w, C, D]
     t, h, ww, c, d = kernel.shape
     b, big_t, big_h, big_w, _ = video.shape
     gt, gh, gw = big_t // t, big_h // h, big_w // ww
     patches = video.reshape(b, gt, t, gh, h, gw, ww, c)
-    x = np.einsum("bxtyhzwc,thwcd->bxyzd", patches, kernel) + w[f"{prefix}voxel_to_patch/bias"]
-    x = x.reshape(b, gt * gh * gw, d)
-    pe = f"{prefix}pos_embedding_lookup/"
+    x = np.einsum("bxtyhzwc,thwcd->bxyzd", patches, kernel) + w[f"{conv}/bias"]
+    return x.reshape(b, gt * gh * gw, d), (gt, gh, gw)
+
+
+def _wave_to_patches(audio: np.ndarray, w: dict, conv: str) -> np.ndarray:
+    """Conv1D ``<conv>`` [P, 1, D] with stride = P: waveform [B, S] -> [B, S/P, D]."""
+    kernel = w[f"{conv}/kernel"]
+    p = kernel.shape[0]
+    b, s = audio.shape
+    return audio.reshape(b, s // p, p) @ kernel[:, 0, :] + w[f"{conv}/bias"]
+
+
+def _spatio_temporal_pos(w: dict, pe: str, grid: tuple) -> np.ndarray:
+    """SpatioTemporalEmbeddings at the stored grid: LN(temporal + vertical + horizontal)."""
+    gt, gh, gw = grid
     pos = (w[f"{pe}temporal_position_embeddings/embeddings"][:gt, None, None]
            + w[f"{pe}vertical_position_embeddings/embeddings"][None, :gh, None]
            + w[f"{pe}horizontal_position_embeddings/embeddings"][None, None, :gw])
-    pos = np_layer_norm(pos.reshape(-1, d), w[f"{pe}layernorm/gamma"], w[f"{pe}layernorm/beta"])
-    x = _with_agg(x + pos, w[f"{prefix}agg_embedding"])
-    return np_encoder(x, w, prefix, num_layers, num_heads)[:, 0]
+    pos = pos.reshape(gt * gh * gw, -1)
+    return np_layer_norm(pos, w[f"{pe}layernorm/gamma"], w[f"{pe}layernorm/beta"])
+
+
+def _temporal_pos(w: dict, pe: str, n: int) -> np.ndarray:
+    """TemporalEmbeddings at the stored length: LN(table[:n])."""
+    return np_layer_norm(w[f"{pe}temporal_position_embeddings/embeddings"][:n],
+                         w[f"{pe}layernorm/gamma"], w[f"{pe}layernorm/beta"])
+
+
+def np_vit_video(video: np.ndarray, w: dict, prefix: str, num_layers: int,
+                 num_heads: int) -> np.ndarray:
+    """Official ViTx3D: video [B, T, H, W, C] -> pooled AGG output [B, D]. With the
+    pre_projection / post_projection of a fine-tuned modality-agnostic model when ``w`` holds
+    ``<prefix>pre_proj`` / ``<prefix>post_proj``: Dense-GELU after the voxel projection, and
+    after the final LayerNorm."""
+    x, grid = _voxels_to_patches(video, w, f"{prefix}voxel_to_patch")
+    if f"{prefix}pre_proj/kernel" in w:
+        x = np_dense_gelu(x, w, f"{prefix}pre_proj")
+    x = _with_agg(x + _spatio_temporal_pos(w, f"{prefix}pos_embedding_lookup/", grid),
+                  w[f"{prefix}agg_embedding"])
+    pooled = np_encoder(x, w, prefix, num_layers, num_heads)[:, 0]
+    if f"{prefix}post_proj/kernel" in w:
+        pooled = np_dense_gelu(pooled, w, f"{prefix}post_proj")
+    return pooled
 
 
 def np_wat_audio(audio: np.ndarray, w: dict, prefix: str, num_layers: int,
                  num_heads: int) -> np.ndarray:
     """Official WaT: waveform [B, S] -> pooled AGG output [B, D]."""
-    kernel = w[f"{prefix}wave_to_patch/kernel"]  # Conv1D [P, 1, D], stride = P
-    p = kernel.shape[0]
-    b, s = audio.shape
-    x = audio.reshape(b, s // p, p) @ kernel[:, 0, :] + w[f"{prefix}wave_to_patch/bias"]
-    pe = f"{prefix}pos_embedding_lookup/"
-    pos = np_layer_norm(w[f"{pe}temporal_position_embeddings/embeddings"][:s // p],
-                        w[f"{pe}layernorm/gamma"], w[f"{pe}layernorm/beta"])
-    x = _with_agg(x + pos, w[f"{prefix}agg_embedding"])
+    x = _wave_to_patches(audio, w, f"{prefix}wave_to_patch")
+    x = _with_agg(x + _temporal_pos(w, f"{prefix}pos_embedding_lookup/", x.shape[1]),
+                  w[f"{prefix}agg_embedding"])
     return np_encoder(x, w, prefix, num_layers, num_heads)[:, 0]
+
+
+def np_uvatt(video: np.ndarray, audio: np.ndarray, ids: np.ndarray, w: dict, prefix: str,
+             num_layers: int, num_heads: int) -> dict:
+    """Official UniversalVATT (``<prefix>`` = ".../unified_transformer/"), inference, at the
+    stored position-table sizes: {"video": [B, Dp], "audio": [B, Dp], "text": [B, Dp]} pooled
+    outputs. Per modality: raw-to-embedding (Conv3D / Conv1D / word table) -> pre_proj Dense-GELU
+    -> + LayerNorm'd positions -> prepend the modality's AGG vector -> the ONE shared encoder
+    (text: padding mask, AGG always attended) -> AGG output -> post_proj Dense-GELU."""
+    pe, raw = f"{prefix}pos_embedding_lookup/", f"{prefix}raw_to_embeddings/"
+    x, grid = _voxels_to_patches(video, w, f"{raw}video")
+    tokens = {"video": x, "audio": _wave_to_patches(audio, w, f"{raw}audio"),
+              "text": w[f"{raw}text/embeddings"][ids]}
+    masks = {"text": np.concatenate([np.ones((ids.shape[0], 1)), (ids != 0) * 1.0], axis=1)}
+    out = {}
+    for m, agg in (("video", "vid"), ("audio", "aud"), ("text", "txt")):
+        x = np_dense_gelu(tokens[m], w, f"{prefix}pre_proj/{m}")
+        pos = (_spatio_temporal_pos(w, f"{pe}{m}/", grid) if m == "video"
+               else _temporal_pos(w, f"{pe}{m}/", x.shape[1]))
+        x = _with_agg(x + pos, w[f"{prefix}{agg}_agg_embedding"])
+        pooled = np_encoder(x, w, prefix, num_layers, num_heads, mask=masks.get(m))[:, 0]
+        out[m] = np_dense_gelu(pooled, w, f"{prefix}post_proj/{m}")
+    return out
 
 
 def t5_weights(w: dict, prefix: str, num_layers: int) -> dict:

@@ -3,8 +3,9 @@
 A tiny TF checkpoint whose keys are exactly the official tx_fac_bbs scheme (layer indices folded
 to 2 layers, widths shrunk) is written with random values, converted through the command line's
 code path with config overrides, and the converted model is compared with independent NumPy
-implementations of the official forward passes (tests/official_reference.py); likewise a tiny
-fine-tuned ViT classifier (vit_base_cls400 scheme). Bad checkpoints are refused by name, the
+implementations of the official forward passes (tests/official_reference.py); likewise the
+modality-agnostic ut_fac_medium scheme (into VATT-MA) and a tiny fine-tuned ViT classifier
+(vit_base_cls400 scheme; also with the pre/post projections of an MA fine-tuned ViT). Bad checkpoints are refused by name, the
 output loads through init_from, and the real released key lists map onto the full-size models
 (abstract shapes only).
 """
@@ -20,8 +21,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from official_reference import (np_fac_heads, np_t5_text, np_vit_video, np_wat_audio,
-                                t5_weights)
+from official_reference import (np_fac_heads, np_t5_text, np_uvatt, np_vit_video,
+                                np_wat_audio, t5_weights)
 from subprocess_utils import REPO_ROOT
 from vatt import config_files, convert
 from vatt.models import transfer
@@ -32,6 +33,7 @@ VID = f"{ROOT}_base_layer/vid_backbone/_base/"
 AUD = f"{ROOT}_base_layer/aud_backbone/_base/"
 TXT = f"{ROOT}_base_layer/txt_backbone/"
 HEAD = f"{ROOT}_head_layer/_bridge_heads/0/"
+UT = f"{ROOT}_base_layer/unified_backbone/unified_transformer/"
 FT = f"{ROOT}_base/"
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -52,6 +54,21 @@ OVERRIDES = [
     f"model.text.num_heads={HEADS}", f"model.text.vocab_size={VOCAB}",
     f"model.text.embedding_dim={E}", f"model.head.va_dim={VA}", f"model.head.vt_dim={VT}",
 ]
+# Modality-agnostic (ut_fac): one shared transformer of width DM; post-projections to POST != DM;
+# the text position table keeps its 16 rows (model.text.max_len).
+DM, FM, POST, MA_LEN = 16, 32, 20, 16
+MA_OVERRIDES = [
+    f"model.shared.num_layers={LAYERS}", f"model.shared.d_model={DM}",
+    f"model.shared.mlp_dim={FM}", f"model.shared.num_heads={HEADS}",
+    *(f"model.{m}.d_model={DM}" for m in ("video", "audio", "text")),
+    *(f"model.{m}.post_proj_dim={POST}" for m in ("video", "audio", "text")),
+    f"model.video.patch_size={PATCH}", f"model.video.input_size={VIDEO}",
+    f"model.audio.patch_size={SEG}", f"model.audio.input_samples={SAMPLES}",
+    f"model.text.vocab_size={VOCAB}", f"model.text.embedding_dim={E}",
+    f"model.head.va_dim={VA}", f"model.head.vt_dim={VT}",
+]
+# A fine-tuned ViT of a modality-agnostic model: pre_projection and post_projection.
+MA_VIT_OVERRIDES = ["model.video.pre_proj=True", f"model.video.post_proj_dim={POST}"]
 
 
 # ------------------------------------------------------------- the official key scheme, tiny
@@ -60,7 +77,12 @@ def _tower(prefix: str, d: int, f: int) -> dict[str, tuple[int, ...]]:
     out = {f"{prefix}agg_embedding": (d,)}
     for p in ("gamma", "beta"):
         out[f"{prefix}pos_embedding_lookup/layernorm/{p}"] = (d,)
-        out[f"{prefix}tx/final_layer_norm/{p}"] = (d,)
+    out.update(_tx(prefix, d, f))
+    return out
+
+
+def _tx(prefix: str, d: int, f: int) -> dict[str, tuple[int, ...]]:
+    out = {f"{prefix}tx/final_layer_norm/{p}": (d,) for p in ("gamma", "beta")}
     for i in range(LAYERS):
         s = f"{prefix}tx/layers/{i}/"
         for p in ("gamma", "beta"):
@@ -100,19 +122,52 @@ def official_pretrain_shapes() -> dict[str, tuple[int, ...]]:
         out[f"{s}feed_forward/layer_norm/gamma"] = out[f"{s}feed_forward/layer_norm/beta"] = (DT,)
         out[f"{s}feed_forward/mlp/wi/kernel"] = (DT, FT_MLP)
         out[f"{s}feed_forward/mlp/wo/kernel"] = (FT_MLP, DT)
-    out.update({f"{HEAD}vid_to_hid/kernel": (DV, VA), f"{HEAD}hid_to_va/dense/kernel": (VA, VA),
-                f"{HEAD}va_to_vat/dense/kernel": (VA, VT), f"{HEAD}aud_to_va/kernel": (DA, VA),
-                f"{HEAD}aud_to_va/bias": (VA,), f"{HEAD}txt_to_vat/kernel": (DT, VT),
-                f"{HEAD}txt_to_vat/bias": (VT,)})
+    out.update(_fac_heads(DV, DA, DT))
+    return out
+
+
+def _fac_heads(dv: int, da: int, dt: int) -> dict[str, tuple[int, ...]]:
+    out = {f"{HEAD}vid_to_hid/kernel": (dv, VA), f"{HEAD}hid_to_va/dense/kernel": (VA, VA),
+           f"{HEAD}va_to_vat/dense/kernel": (VA, VT), f"{HEAD}aud_to_va/kernel": (da, VA),
+           f"{HEAD}aud_to_va/bias": (VA,), f"{HEAD}txt_to_vat/kernel": (dt, VT),
+           f"{HEAD}txt_to_vat/bias": (VT,)}
     for bn, n in (("hid_to_va/pre_bn", VA), ("hid_to_va/bn", VA), ("va_to_vat/bn", VT)):
         for p in ("gamma", "beta", "moving_mean", "moving_variance"):
             out[f"{HEAD}{bn}/{p}"] = (n,)
     return out
 
 
-def official_finetune_shapes(num_classes: int = 5) -> dict[str, tuple[int, ...]]:
+def official_ma_shapes() -> dict[str, tuple[int, ...]]:
+    """{key without SUFFIX: shape} of a tiny ut_fac_medium-style checkpoint's model variables."""
+    out = _tx(UT, DM, FM)
+    raw, pe = f"{UT}raw_to_embeddings/", f"{UT}pos_embedding_lookup/"
+    out.update({f"{raw}video/kernel": (*PATCH, 3, DM), f"{raw}video/bias": (DM,),
+                f"{raw}audio/kernel": (SEG, 1, DM), f"{raw}audio/bias": (DM,),
+                f"{raw}text/embeddings": (VOCAB, E),
+                f"{pe}audio/temporal_position_embeddings/embeddings": (SAMPLES // SEG, DM),
+                f"{pe}text/temporal_position_embeddings/embeddings": (MA_LEN, DM)})
+    for axis, n in zip(("temporal", "vertical", "horizontal"), GRID):
+        out[f"{pe}video/{axis}_position_embeddings/embeddings"] = (n, DM)
+    for m, agg in (("video", "vid"), ("audio", "aud"), ("text", "txt")):
+        out[f"{UT}{agg}_agg_embedding"] = (DM,)
+        out[f"{UT}pre_proj/{m}/kernel"] = (E if m == "text" else DM, DM)
+        out[f"{UT}pre_proj/{m}/bias"] = (DM,)
+        out[f"{UT}post_proj/{m}/kernel"], out[f"{UT}post_proj/{m}/bias"] = (DM, POST), (POST,)
+        out[f"{pe}{m}/layernorm/gamma"] = out[f"{pe}{m}/layernorm/beta"] = (DM,)
+    out.update(_fac_heads(POST, POST, POST))
+    return out
+
+
+def official_finetune_shapes(num_classes: int = 5,
+                             projections: bool = False) -> dict[str, tuple[int, ...]]:
+    """A fine-tuned ViT classifier; projections: that of a modality-agnostic model."""
     out = _vit(FT)
-    out[f"{ROOT}_ops/cls/kernel"], out[f"{ROOT}_ops/cls/bias"] = (DV, num_classes), (num_classes,)
+    d = DV
+    if projections:
+        out[f"{FT}pre_proj/kernel"], out[f"{FT}pre_proj/bias"] = (DV, DV), (DV,)
+        out[f"{FT}post_proj/kernel"], out[f"{FT}post_proj/bias"] = (DV, POST), (POST,)
+        d = POST
+    out[f"{ROOT}_ops/cls/kernel"], out[f"{ROOT}_ops/cls/bias"] = (d, num_classes), (num_classes,)
     return out
 
 
@@ -138,6 +193,7 @@ needs_key_lists = pytest.mark.skipif(not os.path.isdir(OFFICIAL_DIR),
 def test_tiny_scheme_is_the_official_scheme():
     assert set(official_pretrain_shapes()) == folded_official_keys("tx_fac_bbs")
     assert set(official_finetune_shapes()) == folded_official_keys("vit_base_cls400")
+    assert set(official_ma_shapes()) == folded_official_keys("ut_fac_medium")
 
 
 # ------------------------------------------------------------- writing official checkpoints
@@ -255,10 +311,12 @@ def test_output_loads_through_init_from(pretrain_ckpt):
     assert "backbone/tokenizer/voxel_proj/kernel" in report["copied"]
 
 
-def test_finetuned_vit_classifier(tmp_path):
-    values = random_values(official_finetune_shapes(5), seed=2)
+@pytest.mark.parametrize("projections", [False, True], ids=["vit", "ma_vit"])
+def test_finetuned_vit_classifier(tmp_path, projections):
+    values = random_values(official_finetune_shapes(5, projections), seed=2)
     prefix = write_official(str(tmp_path / "official"), values)
-    config = config_files.load("finetune:synthetic,bbs", OVERRIDES)
+    overrides = OVERRIDES + (MA_VIT_OVERRIDES if projections else [])
+    config = config_files.load("finetune:synthetic,bbs", overrides)
     out = str(tmp_path / "converted")
     result = convert.convert(config, prefix, out)
     assert result["variables"] == len(values)
@@ -274,12 +332,69 @@ def test_finetuned_vit_classifier(tmp_path):
     from vatt.tasks.finetune import FinetuneTask
     from vatt.train.checkpointing import load_model_tree
     from vatt.train.state import split_model
-    ft = config_files.load("finetune:ucf101,bbs", OVERRIDES + [
+    ft = config_files.load("finetune:ucf101,bbs", overrides + [
         f"init_from={out}", f"model.video.input_size={VIDEO}", "finetune.num_classes=3"])
     task = FinetuneTask(ft)
     _, params, rest = split_model(_zeros_model(task))
     _, _, report = task.load_pretrained(params, rest, load_model_tree(out))
     assert sorted(report["kept"]) == ["head/bias", "head/kernel"]
+    assert ("backbone/post_proj/kernel" in report["copied"]) == projections
+
+
+# ------------------------------------------------------------- modality-agnostic (ut_fac)
+
+@pytest.fixture(scope="module")
+def ma_ckpt(tmp_path_factory):
+    values = random_values(official_ma_shapes(), seed=4)
+    prefix = write_official(str(tmp_path_factory.mktemp("official_ma")), values)
+    out = str(tmp_path_factory.mktemp("converted_ma"))
+    argv = ["--config=pretrain:ma_medium", *(f"--config.{o}" for o in MA_OVERRIDES),
+            f"--official_checkpoint={prefix}", f"--output={out}"]
+    assert convert.main(argv) == 0
+    return values, out
+
+
+def test_modality_agnostic_matches_official_forward(ma_ckpt):
+    values, out = ma_ckpt
+    model, config = convert.load_model(out)
+    assert config.model.backbone == "shared" and config.model.text.pos_layernorm
+    rng = np.random.default_rng(5)
+    video = rng.uniform(-1, 1, (2, *VIDEO, 3)).astype(np.float32)
+    audio = rng.uniform(-1, 1, (2, SAMPLES)).astype(np.float32)
+    ids = rng.integers(1, VOCAB, (2, MA_LEN))
+    ids[1, 5:] = 0  # padding: masked keys
+    got = nnx.jit(lambda m, v, a, t: m(video=v, audio=a, text=t))(
+        model, jnp.asarray(video), jnp.asarray(audio), jnp.asarray(ids))
+    w = {k: v.astype(np.float64) for k, v in values.items()}
+    pooled = np_uvatt(video.astype(np.float64), audio.astype(np.float64), ids, w, UT, LAYERS,
+                      HEADS)
+    want = np_fac_heads(pooled["video"], pooled["audio"], pooled["text"], w, HEAD)
+    close = dict(rtol=1e-5, atol=1e-5)
+    for m in ("video", "audio", "text"):
+        assert got[m]["pooled"].shape == (2, POST)
+        np.testing.assert_allclose(got[m]["pooled"], pooled[m], **close)
+    np.testing.assert_allclose(got["video"]["va"], want["video"]["va"], **close)
+    np.testing.assert_allclose(got["video"]["vt"], want["video"]["vt"], **close)
+    np.testing.assert_allclose(got["audio"]["va"], want["audio"]["va"], **close)
+    np.testing.assert_allclose(got["text"]["vt"], want["text"]["vt"], **close)
+    # A classifier over one modality of the converted MA model: its pre/post projections load.
+    from vatt.models import Classifier
+    from vatt.train.checkpointing import load_model_tree
+    src = load_model_tree(out)
+    assert len(src) == len(values)  # one variable of ours per official one
+    clf = Classifier.from_model(model, "audio", 3, rngs=nnx.Rngs(0))
+    _, report = transfer.copy_matching(nnx.state(clf), src, transfer.backbone_path_map("audio"))
+    assert sorted(report["kept"]) == ["head/bias", "head/kernel"]
+    assert {"backbone/tokenizer/pre_proj/kernel", "backbone/post_proj/kernel"} <= set(
+        report["copied"])
+
+
+def test_modality_agnostic_needs_the_official_projections():
+    config = config_files.load("pretrain:ma_medium", ["model.audio.post_proj_dim=0",
+                                                      "model.text.pos_layernorm=False"])
+    with pytest.raises(convert.ConversionError,
+                       match="model.audio.post_proj_dim, model.text.pos_layernorm"):
+        convert.key_map(config)
 
 
 # ------------------------------------------------------------- refusals
@@ -347,6 +462,7 @@ def _released(name: str) -> dict[str, list[int]]:
 
 @needs_key_lists
 @pytest.mark.parametrize("name,spec", [("tx_fac_bbs", "pretrain:bbs"),
+                                       ("ut_fac_medium", "pretrain:ma_medium"),
                                        ("vit_base_cls400", "finetune:ucf101,bbs")])
 def test_released_key_lists_map_onto_full_size_models(name, spec):
     overrides = ["model.video.input_size=(32,224,224)", "finetune.num_classes=400"]

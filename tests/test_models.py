@@ -313,10 +313,40 @@ def test_classifier_and_deflation():
     np.testing.assert_allclose(repeated, folded, atol=1e-4)
 
 
+def test_modality_agnostic_projections_switch():
+    """Official MA pre/post projections: on in ma_medium, off in ma_tiny (its variables and
+    programs unchanged); when on, the pooled outputs, heads and classifiers take their width."""
+    assert model_config("ma_medium").video.pre_proj and model_config("ma_medium").text.pos_layernorm
+    paths = {"/".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(
+        nnx.eval_shape(lambda: build_model(model_config("ma_tiny"), rngs=nnx.Rngs(0)))))}
+    assert not any("pre_proj" in p or "post_proj" in p for p in paths)
+    assert "text_tokenizer/pos_ln/scale" not in paths
+    for variant in ("ma_tiny", "tiny"):  # shared, and a ViT/WaT of an MA fine-tuned checkpoint
+        cfg = model_config(variant)
+        for m in ("video", "audio") + (("text",) if variant == "ma_tiny" else ()):
+            cfg[m].pre_proj, cfg[m].post_proj_dim = True, 24
+        cfg.text.pos_layernorm = variant == "ma_tiny"
+        # Shapes only (abstract model, nothing compiled): the numbers are checked against the
+        # official forward pass in tests/test_convert.py.
+        model = nnx.eval_shape(lambda: build_model(cfg, rngs=nnx.Rngs(0)))
+        video, audio, text = _inputs(cfg)
+        out = nnx.eval_shape(lambda m: m(video=video, audio=audio, text=text), model)
+        assert out["video"]["pooled"].shape == out["audio"]["pooled"].shape == (B, 24)
+        assert out["video"]["va"].shape == (B, cfg.head.va_dim)
+        clf = nnx.eval_shape(lambda m: Classifier.from_model(m, "audio", 3, rngs=nnx.Rngs(1)),
+                             model)
+        assert clf.head.kernel.shape == (24, 3)
+        assert nnx.eval_shape(lambda c: c(audio), clf).shape == (B, 3)
+    cfg = model_config("tiny")
+    cfg.text.kind, cfg.text.pos_layernorm = "t5", True  # T5 has its own text pre-projection
+    with pytest.raises(ValueError, match="pos_layernorm"):
+        build_model(cfg, rngs=nnx.Rngs(0))
+
+
 # ---------------------------------------------------------------- dry-run sizes
 
 PAPER_BACKBONES = {"small": 20.9e6, "base": 87.9e6, "medium": 155.0e6, "large": 306.1e6}
-PAPER_TOTALS = {"bbs": 197e6, "mbs": 264e6, "lbs": 415e6, "ma_medium": 155e6}
+PAPER_TOTALS = {"bbs": 197e6, "mbs": 264e6, "lbs": 415e6}
 
 
 # Exact counts of the official checkpoints' backbones (sums of the variable shapes listed in the
@@ -329,6 +359,14 @@ OFFICIAL_BACKBONES = {
     "mbs": {"video": 154_343_424, "audio": 86_078_976, "text": 19_038_252},
     "lbs": {"video": 305_498_112, "audio": 86_078_976, "text": 19_038_252},
 }
+# VATT-MA-Medium, every variable of shared/official_vatt/ut_fac_medium.keys.txt (same exclusions;
+# the heads' BatchNorm scale/bias counted, their moving statistics not): the one Medium
+# transformer, each modality's raw-to-embedding layer, Dense(1024, GELU) pre- and post-projections,
+# LayerNorm'd position tables and AGG vector, and the FAC heads. 162,990,336 in all: 5.2% above
+# the paper's 155M, which is the size of a Medium ViT (Table 9), not of the MA model with its
+# per-modality projections.
+OFFICIAL_MA_MEDIUM = {"video": 5_285_888, "audio": 3_463_168, "text": 1_377_280,
+                      "shared": 151_156_736, "heads": 1_707_264, "total": 162_990_336}
 
 
 def test_param_counts_match_paper_within_2_percent():
@@ -346,6 +384,9 @@ def test_param_counts_match_paper_within_2_percent():
         # The paper variants (T5 text tower) match the official checkpoints' backbones exactly.
         for group, n in OFFICIAL_BACKBONES.get(variant, {}).items():
             assert counts[group] == n, (variant, group, counts[group], n)
+    counts = param_counts(model_config("ma_medium"))
+    assert {k: counts[k] for k in OFFICIAL_MA_MEDIUM} == OFFICIAL_MA_MEDIUM
+    assert counts["text_word_embedding"] == 2**16 * 300
 
 
 def _size(x) -> int:

@@ -8,7 +8,12 @@ small or modified official models convert too. A fine-tuning config (config.task
 converts a fine-tuned classifier (official ``_base`` backbone + ``_ops/cls`` linear head, e.g.
 vit_base_cls400) into a vatt.models.Classifier over ``config.finetune.modality``; any other config
 converts a modality-specific pretraining checkpoint (tx_fac_bbs / mbs / lbs: ViT video, WaT audio,
-T5 text, FAC heads) into the VATT model. The modality-agnostic (ut_*) checkpoints are not handled.
+T5 text, FAC heads) into the VATT model, and a config with model.backbone="shared" converts a
+modality-agnostic one (ut_fac_medium: one shared transformer, FAC heads) into VATT-MA with the
+official projections (model.<m>.pre_proj, model.<m>.post_proj_dim, model.text.pos_layernorm: the
+ma_medium defaults). A fine-tuned ViT / WaT of a modality-agnostic model carries the same pre/post
+projections (``_base/pre_proj``, ``_base/post_proj``): set model.<modality>.pre_proj=True and
+model.<modality>.post_proj_dim=1024 in the fine-tuning config.
 
 Reading: ``tf.train.load_checkpoint`` (TensorFlow's own reader, no pickle). Optimizer slots
 (``<var>/.OPTIMIZER_SLOT/...``), the optimizer's state (``optimizer/...``), ``save_counter`` and the
@@ -20,7 +25,11 @@ Layout facts (official code, google-research/google-research vatt/): Keras Dense
 [in, out] like nnx.Linear; the Conv3D voxel kernel [t, h, w, c, D] and the Conv1D waveform kernel
 [P, 1, D] flatten to our [t*h*w*c, D] / [P, D] projections (voxels are flattened in (t, h, w, c)
 order); attention q/k/v/o are plain [D, D] Dense layers; Keras LayerNorm gamma/beta -> scale/bias;
-BatchNorm gamma/beta/moving_mean/moving_variance -> scale/bias/mean/var; the T5 relative bias
+BatchNorm gamma/beta/moving_mean/moving_variance -> scale/bias/mean/var; the modality-agnostic
+model's ``raw_to_embeddings/{video,audio}`` are the voxel / segment projections,
+``raw_to_embeddings/text`` the word table, ``pre_proj/{video,audio}`` the tokenizers' ``pre_proj``,
+``pre_proj/text`` the text tokenizer's ``embedding_proj``, ``post_proj/<m>`` our ``<m>_post_proj``,
+``pos_embedding_lookup/<m>`` the tokenizers' position tables and LayerNorms; the T5 relative bias
 table, stored under text layer 0, is the encoder's one shared table here; the frozen word table
 is inside the pretraining checkpoint. The FAC video head's Dense layers before a BatchNorm have
 no bias: the model config must say model.head.bias_before_bn=False (the bbs/mbs/lbs default).
@@ -53,8 +62,10 @@ PRETRAIN_ROOT = "model/layer_with_weights-0/_base_layer/"
 HEAD_ROOT = "model/layer_with_weights-0/_head_layer/_bridge_heads/0/"
 FINETUNE_ROOT = "model/layer_with_weights-0/_base/"
 CLS_ROOT = "model/layer_with_weights-0/_ops/cls/"
+UNIFIED_ROOT = PRETRAIN_ROOT + "unified_backbone/unified_transformer/"
 # Official Conv kernels whose trailing axes are flattened into our Linear kernels.
-_RESHAPED = ("voxel_to_patch/kernel", "wave_to_patch/kernel")
+_RESHAPED = ("voxel_to_patch/kernel", "wave_to_patch/kernel", "raw_to_embeddings/video/kernel",
+             "raw_to_embeddings/audio/kernel")
 
 
 class ConversionError(ValueError):
@@ -74,11 +85,22 @@ def is_finetune(config: ml_collections.ConfigDict) -> bool:
 
 def _check_supported(config: ml_collections.ConfigDict) -> None:
     m = config.model
-    if m.backbone != "modality_specific":
-        raise ConversionError("only modality-specific checkpoints (tx_fac_*, vit/wat fine-tuned) "
-                              "convert; model.backbone must be 'modality_specific'")
+    if m.backbone not in ("modality_specific", "shared"):
+        raise ConversionError(f"model.backbone={m.backbone!r}: choose 'modality_specific' "
+                              "(tx_fac_*, vit/wat fine-tuned) or 'shared' (ut_fac_*)")
     if not is_finetune(config):
-        if m.text.get("kind", "transformer") != "t5":
+        if m.backbone == "shared":
+            off = [f"model.{g}.pre_proj" for g in ("video", "audio", "text")
+                   if not m[g].get("pre_proj", False)]
+            off += [f"model.{g}.post_proj_dim" for g in ("video", "audio", "text")
+                    if not m[g].get("post_proj_dim", 0)]
+            off += [] if m.text.get("pos_layernorm", False) else ["model.text.pos_layernorm"]
+            if off:
+                raise ConversionError("the official modality-agnostic model has per-modality "
+                                      "pre/post projections and LayerNorm'd text positions: set "
+                                      + ", ".join(off) + " (pre_proj / pos_layernorm True, "
+                                      "post_proj_dim 1024: the ma_medium defaults)")
+        elif m.text.get("kind", "transformer") != "t5":
             raise ConversionError("the official modality-specific text tower is T5: set "
                                   "model.text.kind='t5'")
         if m.head.kind != "fac" or m.head.bn_placement != "official":
@@ -86,11 +108,11 @@ def _check_supported(config: ml_collections.ConfigDict) -> None:
                                   "set model.head.kind='fac' and model.head.bn_placement='official'")
 
 
-def _transformer(src: str, dst: str, num_layers: int) -> dict[str, str]:
-    """The ViT / WaT encoder: official ``tx/...`` under src -> our ``encoder/...`` under dst."""
+def _encoder(src: str, dst: str, num_layers: int) -> dict[str, str]:
+    """The official pre-LN TransformerEncoder ``<src>tx/...`` -> our Encoder ``<dst>...``."""
     out = {}
     for i in range(num_layers):
-        s, d = f"{src}tx/layers/{i}/", f"{dst}encoder/blocks/{i}/"
+        s, d = f"{src}tx/layers/{i}/", f"{dst}blocks/{i}/"
         for p, ours in (("gamma", "scale"), ("beta", "bias")):
             out[f"{s}layer_norm/{p}"] = f"{d}ln_attn/{ours}"
             out[f"{s}feed_forward/layer_norm/{p}"] = f"{d}ln_mlp/{ours}"
@@ -101,9 +123,28 @@ def _transformer(src: str, dst: str, num_layers: int) -> dict[str, str]:
             for p in ("kernel", "bias"):
                 out[f"{s}feed_forward/mlp/{theirs}/{p}"] = f"{d}mlp/{ours}/{p}"
     for p, ours in (("gamma", "scale"), ("beta", "bias")):
-        out[f"{src}tx/final_layer_norm/{p}"] = f"{dst}encoder/final_ln/{ours}"
+        out[f"{src}tx/final_layer_norm/{p}"] = f"{dst}final_ln/{ours}"
+    return out
+
+
+def _transformer(src: str, dst: str, num_layers: int) -> dict[str, str]:
+    """The ViT / WaT encoder, position LayerNorm and AGG vector under src -> ours under dst."""
+    out = _encoder(src, f"{dst}encoder/", num_layers)
+    for p, ours in (("gamma", "scale"), ("beta", "bias")):
         out[f"{src}pos_embedding_lookup/layernorm/{p}"] = f"{dst}tokenizer/pos_ln/{ours}"
     out[f"{src}agg_embedding"] = f"{dst}tokenizer/agg_token"
+    return out
+
+
+def _projections(src: str, dst: str, size: ml_collections.ConfigDict) -> dict[str, str]:
+    """The ViT / WaT pre- and post-projections of a fine-tuned modality-agnostic model (official
+    ``pre_projection`` / ``post_projection``), when the config has them."""
+    out = {}
+    for p in ("kernel", "bias"):
+        if size.get("pre_proj", False):
+            out[f"{src}pre_proj/{p}"] = f"{dst}tokenizer/pre_proj/{p}"
+        if size.get("post_proj_dim", 0):
+            out[f"{src}post_proj/{p}"] = f"{dst}post_proj/{p}"
     return out
 
 
@@ -123,6 +164,36 @@ def _audio(src: str, dst: str, num_layers: int) -> dict[str, str]:
         out[f"{src}wave_to_patch/{p}"] = f"{dst}tokenizer/segment_proj/{p}"
     out[f"{src}pos_embedding_lookup/temporal_position_embeddings/embeddings"] = (
         f"{dst}tokenizer/temporal_pos")
+    return out
+
+
+def _unified(src: str, num_layers: int) -> dict[str, str]:
+    """The official UniversalVATT (``unified_backbone/unified_transformer/``) -> our shared
+    layout: ``<m>_tokenizer``, ``shared_backbone``, ``<m>_post_proj``."""
+    out = _encoder(src, "shared_backbone/", num_layers)
+    # Official position table -> ours, per modality.
+    tables = {"video": {f"{a}_position_embeddings": f"{a}_pos"
+                        for a in ("temporal", "vertical", "horizontal")},
+              "audio": {"temporal_position_embeddings": "temporal_pos"},
+              "text": {"temporal_position_embeddings": "pos"}}
+    raw = {"video": "voxel_proj", "audio": "segment_proj"}
+    agg = {"video": "vid", "audio": "aud", "text": "txt"}
+    for m, pos in tables.items():
+        dst = f"{m}_tokenizer/"
+        out[f"{src}{agg[m]}_agg_embedding"] = f"{dst}agg_token"
+        for p in ("kernel", "bias"):
+            if m in raw:
+                out[f"{src}raw_to_embeddings/{m}/{p}"] = f"{dst}{raw[m]}/{p}"
+            # Text: the word vectors' Dense(d, GELU) is our embedding projection (+ GELU).
+            pre = "embedding_proj" if m == "text" else "pre_proj"
+            out[f"{src}pre_proj/{m}/{p}"] = f"{dst}{pre}/{p}"
+            out[f"{src}post_proj/{m}/{p}"] = f"{m}_post_proj/{p}"
+        pe = f"{src}pos_embedding_lookup/{m}/"
+        for theirs, ours in pos.items():
+            out[f"{pe}{theirs}/embeddings"] = f"{dst}{ours}"
+        for theirs, ours in (("gamma", "scale"), ("beta", "bias")):
+            out[f"{pe}layernorm/{theirs}"] = f"{dst}pos_ln/{ours}"
+    out[f"{src}raw_to_embeddings/text/embeddings"] = "text_tokenizer/embedding"
     return out
 
 
@@ -182,8 +253,14 @@ def key_map(config: ml_collections.ConfigDict) -> dict[str, str]:
         if make is None:
             raise ConversionError(f"config.finetune.modality={modality!r}: official fine-tuned "
                                   "checkpoints are video (ViT) or audio (WaT)")
-        out = make(FINETUNE_ROOT, "backbone/", m[modality].num_layers)
+        size = m.shared if m.backbone == "shared" else m[modality]
+        out = make(FINETUNE_ROOT, "backbone/", size.num_layers)
+        out.update(_projections(FINETUNE_ROOT, "backbone/", m[modality]))
         out.update({f"{CLS_ROOT}kernel": "head/kernel", f"{CLS_ROOT}bias": "head/bias"})
+        return out
+    if m.backbone == "shared":
+        out = _unified(UNIFIED_ROOT, m.shared.num_layers)
+        out.update(_fac_heads(HEAD_ROOT, "heads/"))
         return out
     out = _video(f"{PRETRAIN_ROOT}vid_backbone/_base/", "video_backbone/", m.video.num_layers)
     out.update(_audio(f"{PRETRAIN_ROOT}aud_backbone/_base/", "audio_backbone/",

@@ -10,7 +10,7 @@ config.json beside it as ``<output>.config.json``. Both may be local or gs:// (v
 
 ``--part``: ``all`` (default) the whole model (backbones, common-space heads; a fine-tuned
 Classifier's backbone and head); ``video`` / ``audio`` / ``text`` one modality's backbone only:
-``<m>_backbone/...`` of a modality-specific VATT, ``<m>_tokenizer/...`` plus ``shared_backbone/...``
+``<m>_backbone/...`` of a modality-specific VATT, ``<m>_tokenizer/...`` plus ``shared_backbone/...`` (and ``<m>_post_proj/...``)
 of the modality-agnostic VATT-MA, ``backbone/...`` of a Classifier fine-tuned on that modality.
 
 Formats, both without pickle:
@@ -70,7 +70,9 @@ def select(tree: dict[str, np.ndarray], part: str, config: dict) -> dict[str, np
                               f"{modality!r} backbone: use --part={modality} or --part=all")
         prefixes: tuple[str, ...] = ("backbone/",)
     elif any(k.startswith("shared_backbone/") for k in tree):  # VATT-MA
-        prefixes = (f"{part}_tokenizer/", "shared_backbone/")
+        # The modality's raw-to-token layers, the shared transformer, and the modality's
+        # post-projection when the model has one (ma_medium).
+        prefixes = (f"{part}_tokenizer/", "shared_backbone/", f"{part}_post_proj/")
     else:
         prefixes = (f"{part}_backbone/",)
     out = {k: v for k, v in tree.items() if k.startswith(prefixes)}

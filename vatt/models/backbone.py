@@ -1,7 +1,10 @@
 """A modality backbone = tokenizer (+ positions, AGG token) followed by a transformer encoder.
 
 Forward: tokens (+pos) -> dropout -> DropToken (video/audio, training only) -> prepend AGG
-(no position) -> pre-LN encoder -> final LN; the AGG output is the clip embedding ("pooled").
+(no position) -> pre-LN encoder -> final LN [-> post_proj: Dense(d_post, GELU)]; the AGG output is
+the clip embedding ("pooled"). The optional ``post_proj`` is the official modality-agnostic
+model's post-transformer projection (and that of the ViT/WaT of MA fine-tuned checkpoints); the
+official code applies it to every token, here to the AGG token only, the one output used.
 For the modality-agnostic variant the same ``Encoder`` object is used by every modality's
 ``ModalityBackbone`` (``VATT.backbone(modality)`` builds that view).
 """
@@ -58,18 +61,25 @@ class ModalityBackbone(nnx.Module):
     """Tokenizer + encoder of one modality.
 
     Call: x (video [B,T,H,W,3] | audio [B,S] | text ids [B,L]) ->
-      {"pooled": [B, D] float32 (AGG output after the final LN),
+      {"pooled": [B, D] float32 (AGG output after the final LN [and post_proj]),
        "layers": list of [B, D] (AGG output of every block; only if return_layers)}.
     """
 
     def __init__(self, tokenizer: VideoTokenizer | AudioTokenizer | TextTokenizer,
                  encoder: Encoder, *, droptoken_keep: float = 1.0,
-                 droptoken_mode: str = "batch", dropout_rate: float = 0.1):
+                 droptoken_mode: str = "batch", dropout_rate: float = 0.1,
+                 post_proj: nnx.Linear | None = None):
         self.tokenizer = tokenizer
         self.encoder = encoder
+        self.post_proj = post_proj
         self.droptoken_keep = float(droptoken_keep)
         self.droptoken_mode = droptoken_mode
         self.embed_dropout = nnx.Dropout(dropout_rate)
+
+    @property
+    def output_dim(self) -> int:
+        """Width of "pooled": the post-projection's, else the encoder's."""
+        return self.post_proj.out_features if self.post_proj is not None else self.encoder.d_model
 
     def __call__(self, x: jax.Array, *, training: bool = False, rngs: RngsLike = None,
                  return_layers: bool = False, droptoken: bool = True) -> dict[str, Any]:
@@ -95,7 +105,10 @@ class ModalityBackbone(nnx.Module):
         if mask is not None:
             mask = jnp.concatenate([jnp.ones((b, 1), bool), mask], axis=1)
         y, outs = self.encoder(tokens, mask, k_enc, return_all=return_layers)
-        out: dict[str, Any] = {"pooled": y[:, 0].astype(jnp.float32)}
+        pooled = y[:, 0]
+        if self.post_proj is not None:
+            pooled = jax.nn.gelu(self.post_proj(pooled), approximate=False)
+        out: dict[str, Any] = {"pooled": pooled.astype(jnp.float32)}
         if return_layers:
             out["layers"] = [o[:, 0].astype(jnp.float32) for o in outs]
         return out

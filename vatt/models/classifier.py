@@ -25,7 +25,7 @@ class Classifier(nnx.Module):
                  use_droptoken: bool = False, rngs: nnx.Rngs):
         self.backbone = backbone
         self.use_droptoken = use_droptoken
-        d_model = backbone.encoder.d_model
+        d_model = getattr(backbone, "output_dim", backbone.encoder.d_model)  # T5: no post_proj
         self.dropout = nnx.Dropout(dropout_rate)
         # Zero-initialised head: fine-tuning starts from the pretrained features' logits = 0.
         self.head = nnx.Linear(d_model, num_classes, kernel_init=nnx.initializers.zeros_init(),

@@ -4,12 +4,13 @@ Key layout (shared with the trainer, see SPEC.md)::
 
   backbone: "modality_specific" | "shared"
   video: num_layers, d_model, mlp_dim, num_heads, patch_size (t, h, w), input_size (T, H, W),
-         droptoken_keep
+         droptoken_keep, pre_proj, post_proj_dim
   audio: num_layers, d_model, mlp_dim, num_heads, patch_size (samples), input_samples,
-         droptoken_keep
+         droptoken_keep, pre_proj, post_proj_dim
   text:  kind "t5"|"transformer", num_layers, d_model, mlp_dim, num_heads, vocab_size, max_len,
          embedding_dim, embedding_path ('' = learned), freeze_embedding,
-         num_relative_buckets, max_relative_distance (kind "t5" only)
+         num_relative_buckets, max_relative_distance (kind "t5" only),
+         pre_proj, post_proj_dim, pos_layernorm (kind "transformer" only)
   shared (backbone == "shared" only): num_layers, d_model, mlp_dim, num_heads
   head:  kind "fac"|"shared"|"disjoint", va_dim, vt_dim, bn_placement "official"|"paper",
          bn_momentum, bn_eps, bias_before_bn (False = official bias-free Linear before each BN)
@@ -18,6 +19,16 @@ Key layout (shared with the trainer, see SPEC.md)::
 For the shared (modality-agnostic) backbone the per-modality ``num_layers/mlp_dim/num_heads`` are
 ignored and ``d_model`` of every modality must equal ``shared.d_model`` (the tokenizers project to
 the shared width).
+
+Modality-agnostic projections of the official VATT-MA (uvatt.py), one switch per modality:
+``pre_proj`` adds a Dense(d_model, GELU) after the raw-to-embedding layer (video / audio: a new
+d x d layer after the voxel / segment projection; text: GELU after the word-vector projection,
+which is the official Dense(d, GELU)); ``post_proj_dim`` > 0 adds a Dense(post_proj_dim, GELU)
+after the final LayerNorm (the pooled output and the heads' input then have that width);
+``text.pos_layernorm`` LayerNorms the text position table as for video and audio. ma_medium turns
+them all on (post_proj_dim 1024; exactly the official ut_medium checkpoint's variables); ma_tiny
+and the modality-specific variants leave them off. The same ``pre_proj`` / ``post_proj_dim`` of
+video or audio give the ViT / WaT of an official MA fine-tuned checkpoint.
 
 Text tower (``text.kind``): "t5" is the official BBS/MBS/LBS text backbone, a T5 encoder with a
 relative position bias (vatt.models.t5_text; the default of bbs/mbs/lbs); "transformer" is the
@@ -59,6 +70,8 @@ MODALITY_SPECIFIC_VARIANTS: dict[str, tuple[str, str, str]] = {
 }
 SHARED_VARIANTS: dict[str, str] = {"ma_medium": "medium", "ma_tiny": "tiny"}
 VARIANTS: tuple[str, ...] = tuple(MODALITY_SPECIFIC_VARIANTS) + tuple(SHARED_VARIANTS)
+# Variants with the official modality-agnostic pre/post projections (see the module docstring).
+OFFICIAL_MA_PROJECTIONS = ("ma_medium",)
 
 
 def transformer_size(size: str) -> dict[str, int]:
@@ -67,6 +80,12 @@ def transformer_size(size: str) -> dict[str, int]:
         raise ValueError(f"Unknown transformer size {size!r}; choose one of {sorted(SIZES)}.")
     num_layers, d_model, mlp_dim, num_heads = SIZES[size]
     return dict(num_layers=num_layers, d_model=d_model, mlp_dim=mlp_dim, num_heads=num_heads)
+
+
+def _projections(variant: str) -> dict[str, Any]:
+    """pre_proj / post_proj_dim of one modality: the official MA's for ma_medium, else off."""
+    on = variant in OFFICIAL_MA_PROJECTIONS
+    return dict(pre_proj=on, post_proj_dim=1024 if on else 0)
 
 
 def _modality(size: str, **extra: Any) -> ml_collections.ConfigDict:
@@ -101,12 +120,14 @@ def model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         patch_size=(4, 16, 16) if not tiny else (4, 8, 8),
         input_size=(32, 224, 224) if not tiny else (8, 32, 32),
         droptoken_keep=0.5,
+        **_projections(variant),
     )
     cfg.audio = _modality(
         a_size,
         patch_size=128 if not tiny else 64,
         input_samples=153_600 if not tiny else 3_200,
         droptoken_keep=0.5,
+        **_projections(variant),
     )
     cfg.text = _modality(
         t_size,
@@ -123,6 +144,8 @@ def model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         # T5 relative position bias (official t5_small): bidirectional buckets over key - query.
         num_relative_buckets=32,
         max_relative_distance=64,
+        **_projections(variant),
+        pos_layernorm=variant in OFFICIAL_MA_PROJECTIONS,
     )
     if backbone == "shared":
         cfg.shared = ml_collections.ConfigDict(transformer_size(v_size))

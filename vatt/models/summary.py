@@ -15,10 +15,13 @@ Parameter-count convention (matches the VATT paper, Akbari et al. 2021, Table 9 
 The paper's size numbers (Small 20.9M, Base 87.9M, Medium 155.0M, Large 306.1M) match our VIDEO
 backbone of that size (voxel projection 4*16*16*3*d included), and its variant totals are the
 plain sums of those numbers (BBS 87.9+87.9+20.9 = 197M, MBS 264M, LBS 415M, MA-Medium 155M).
-Ours are within 2% of each (BBS 193.9M, MBS 260.9M, LBS 412.1M, MA-Medium 157.7M): the text
+Ours are within 2% of the modality-specific ones (BBS 193.9M, MBS 260.9M, LBS 412.1M): the text
 tower is a T5-small (19.04M, lighter than the video Small as its input is a 300-d word vector, not a
 voxel), and the heads are counted in our totals. The video, audio and T5 text backbones of the paper
-variants equal, to the parameter, those of the official checkpoints' variable lists.
+variants equal, to the parameter, those of the official checkpoints' variable lists. MA-Medium is
+162,990,336, exactly the official ut_fac_medium checkpoint (shared 151.2M, the per-modality
+raw-to-embedding layers, Dense(1024, GELU) pre/post projections, positions and AGG vectors
+10.1M, heads 1.7M): 5.2% above the paper's 155M, which is a Medium ViT's size, not the MA model's.
 
 GFLOPs convention: the paper's 375.4 GFLOPs for MBS (video 32x224x224, audio 3.2 s, one caption,
 DropToken 0.5) counts one multiply-add as 2 FLOPs (a multiply-add count would be ~200G). XLA's
@@ -126,7 +129,8 @@ def forward_gflops(model_config: ml_collections.ConfigDict, batch_size: int = 1,
 
 def analytic_gflops(model_config: ml_collections.ConfigDict) -> float:
     """Matmul-only forward GFLOPs (2 per multiply-add) of one clip in training mode: tokenizer
-    projections, Q/K/V/out projections, attention scores and values, MLPs (heads ignored:
+    projections (and pre/post projections), Q/K/V/out projections, attention scores and values,
+    MLPs (heads ignored:
     < 0.01 GFLOPs). A cross-check of the XLA count, which also counts element-wise ops."""
     tokens = token_counts(model_config)
     shared = model_config.backbone == "shared"
@@ -140,7 +144,10 @@ def analytic_gflops(model_config: ml_collections.ConfigDict) -> float:
         n_in = tokens["tokens"][m]
         n = tokens["tokens_kept"].get(m, n_in) + 1  # + AGG
         macs += n_in * tok_in[m] * d
+        if model_config[m].get("pre_proj", False) and m != "text":  # text: the same projection
+            macs += n_in * d * d
         macs += layers * (n * (4 * d * d + 2 * d * mlp) + 2 * n * n * d)
+        macs += d * int(model_config[m].get("post_proj_dim", 0) or 0)  # on the AGG token only
     return 2 * macs / 1e9
 
 

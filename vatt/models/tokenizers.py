@@ -5,14 +5,21 @@ and owns its modality's AGG token ``agg_token`` [D]. The AGG token is prepended 
 AFTER position encoding and DropToken, so it carries no position.
 
 - VideoTokenizer: video [B, T, H, W, 3] -> voxels t x h x w (einops reshape) -> Linear(t*h*w*3, D)
-  (equivalent to a 3D conv with kernel = stride). Positions: learned factorised temporal [Tp, D],
-  vertical [Hp, D] and horizontal [Wp, D] tables, broadcast-summed, LayerNorm'd (official code),
-  added. 32x224x224 with 4x16x16 voxels -> 8x14x14 = 1568 tokens.
-- AudioTokenizer: waveform [B, S] -> segments of P samples -> Linear(P, D); one learned temporal
-  table [S/P, D], LayerNorm'd as for video, added. 153600 / 128 = 1200 tokens.
+  (equivalent to a 3D conv with kernel = stride) [-> pre_proj, see below]. Positions: learned
+  factorised temporal [Tp, D], vertical [Hp, D] and horizontal [Wp, D] tables, broadcast-summed,
+  LayerNorm'd (official code), added. 32x224x224 with 4x16x16 voxels -> 8x14x14 = 1568 tokens.
+- AudioTokenizer: waveform [B, S] -> segments of P samples -> Linear(P, D) [-> pre_proj]; one
+  learned temporal table [S/P, D], LayerNorm'd as for video, added. 153600 / 128 = 1200 tokens.
 - TextTokenizer: ids [B, L] (pad id 0) -> word embedding [V, E] (learned nnx.Param, or a user
   matrix from .npy, frozen as ``FrozenParam`` when ``freeze_embedding``) -> Linear(E, D) -> + learned
   absolute positions [max_len, D]. Returns the pad mask too.
+
+``pre_proj=True`` (official modality-agnostic VATT-MA, and the ViT/WaT of MA fine-tuned
+checkpoints): a Dense(D, GELU) "pre-transformer projection" follows the raw-to-embedding layer,
+before positions are added. For video and audio it is a new Linear(D, D) ``pre_proj`` after the
+voxel / segment projection; for text the word-vector projection ``embedding_proj`` (E -> D) is that
+Dense, so it gains the GELU. ``pos_layernorm=True`` (text; official MA) LayerNorms the text
+position table before adding it, as video and audio always do.
 
 Position tables are stored at the config's input size and linearly interpolated when the input
 grid differs (e.g. 320 px fine-tuning: 8x20x20); at the stored size the table is returned as is.
@@ -49,11 +56,22 @@ def interpolate_table(table: jax.Array, length: int) -> jax.Array:
     return jax.image.resize(table, (length, table.shape[1]), method="linear")
 
 
+def _pre_proj(d_model: int, dtype: Any, rngs: nnx.Rngs) -> nnx.Linear:
+    """The official pre-transformer projection Dense(D) (GELU applied by _apply_pre_proj);
+    Keras' Dense initialisation (Glorot uniform kernel, zero bias)."""
+    return nnx.Linear(d_model, d_model, dtype=dtype,
+                      kernel_init=nnx.initializers.xavier_uniform(), rngs=rngs)
+
+
+def _apply_pre_proj(pre_proj: nnx.Linear | None, tokens: jax.Array) -> jax.Array:
+    return tokens if pre_proj is None else jax.nn.gelu(pre_proj(tokens), approximate=False)
+
+
 class VideoTokenizer(nnx.Module):
     """video [B, T, H, W, 3] -> tokens [B, (T/t)(H/h)(W/w), D] with positions added."""
 
     def __init__(self, d_model: int, patch_size: Sequence[int], input_size: Sequence[int], *,
-                 dtype: Any = jnp.float32, rngs: nnx.Rngs):
+                 pre_proj: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.patch_size = tuple(int(p) for p in patch_size)
         self.input_size = tuple(int(s) for s in input_size)
         t, h, w = self.patch_size
@@ -63,6 +81,7 @@ class VideoTokenizer(nnx.Module):
                              f"{self.patch_size}.")
         self.dtype = dtype
         self.voxel_proj = nnx.Linear(t * h * w * 3, d_model, dtype=dtype, rngs=rngs)
+        self.pre_proj = _pre_proj(d_model, dtype, rngs) if pre_proj else None
         self.temporal_pos = nnx.Param(_POS_INIT(rngs.params(), (grid[0], d_model)))
         self.vertical_pos = nnx.Param(_POS_INIT(rngs.params(), (grid[1], d_model)))
         self.horizontal_pos = nnx.Param(_POS_INIT(rngs.params(), (grid[2], d_model)))
@@ -90,7 +109,7 @@ class VideoTokenizer(nnx.Module):
         voxels = einops.rearrange(video.astype(self.dtype),
                                   "b (gt t) (gh h) (gw w) c -> b (gt gh gw) (t h w c)",
                                   t=t, h=h, w=w)
-        tokens = self.voxel_proj(voxels)
+        tokens = _apply_pre_proj(self.pre_proj, self.voxel_proj(voxels))
         return tokens + self.position_embedding(self.grid(video.shape)).astype(tokens.dtype)
 
 
@@ -98,7 +117,7 @@ class AudioTokenizer(nnx.Module):
     """waveform [B, S] -> tokens [B, S/P, D] with positions added."""
 
     def __init__(self, d_model: int, patch_size: int, input_samples: int, *,
-                 dtype: Any = jnp.float32, rngs: nnx.Rngs):
+                 pre_proj: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         if input_samples % patch_size:
             raise ValueError(f"audio input_samples {input_samples} not divisible by patch_size "
                              f"{patch_size}.")
@@ -106,6 +125,7 @@ class AudioTokenizer(nnx.Module):
         self.input_samples = int(input_samples)
         self.dtype = dtype
         self.segment_proj = nnx.Linear(self.patch_size, d_model, dtype=dtype, rngs=rngs)
+        self.pre_proj = _pre_proj(d_model, dtype, rngs) if pre_proj else None
         self.temporal_pos = nnx.Param(
             _POS_INIT(rngs.params(), (input_samples // patch_size, d_model)))
         self.pos_ln = nnx.LayerNorm(d_model, epsilon=1e-6, rngs=rngs)
@@ -119,7 +139,7 @@ class AudioTokenizer(nnx.Module):
         if audio.shape[-1] % self.patch_size:
             raise ValueError(f"audio length {audio.shape[-1]} not divisible by {self.patch_size}.")
         segments = einops.rearrange(audio.astype(self.dtype), "b (n p) -> b n p", p=self.patch_size)
-        tokens = self.segment_proj(segments)
+        tokens = _apply_pre_proj(self.pre_proj, self.segment_proj(segments))
         return tokens + self.position_embedding(tokens.shape[1]).astype(tokens.dtype)
 
 
@@ -159,13 +179,17 @@ class TextTokenizer(nnx.Module):
 
     def __init__(self, d_model: int, vocab_size: int, max_len: int, embedding_dim: int, *,
                  embedding_path: str = "", freeze_embedding: bool = True,
+                 pre_proj: bool = False, pos_layernorm: bool = False,
                  dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.max_len = int(max_len)
+        self.pre_proj_gelu = bool(pre_proj)
         self.dtype = dtype
         self.embedding = word_embedding(vocab_size, embedding_dim, embedding_path=embedding_path,
                                         freeze_embedding=freeze_embedding, rngs=rngs)
         self.embedding_proj = nnx.Linear(embedding_dim, d_model, dtype=dtype, rngs=rngs)
         self.pos = nnx.Param(_POS_INIT(rngs.params(), (max_len, d_model)))
+        self.pos_ln = (nnx.LayerNorm(d_model, epsilon=1e-6, rngs=rngs) if pos_layernorm
+                       else None)
         self.agg_token = nnx.Param(_POS_INIT(rngs.params(), (d_model,)))
 
     def __call__(self, ids: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -173,6 +197,11 @@ class TextTokenizer(nnx.Module):
         if length > self.max_len:
             raise ValueError(f"text length {length} > model.text.max_len {self.max_len}.")
         tokens = self.embedding_proj(embed_words(self.embedding, ids, self.dtype))
+        if self.pre_proj_gelu:
+            tokens = jax.nn.gelu(tokens, approximate=False)
         # Absolute positions: shorter captions use the first `length` rows.
-        tokens = tokens + self.pos[...][:length].astype(tokens.dtype)
+        pos = self.pos[...][:length]
+        if self.pos_ln is not None:
+            pos = self.pos_ln(pos)
+        tokens = tokens + pos.astype(tokens.dtype)
         return tokens, ids != 0

@@ -47,10 +47,11 @@ def identity_path_map(path: str) -> list[str]:
 
 
 def backbone_path_map(modality: str) -> PathMap:
-    """Maps a Classifier's "backbone/{tokenizer,encoder}/..." to the pretraining VATT paths:
-    modality-specific "{m}_backbone/..." or shared (VATT-MA) "{m}_tokenizer/..." /
-    "shared_backbone/...", or to the same path in a Classifier's checkpoint (a fine-tuned model,
-    e.g. one converted by vatt.convert); the classifier head maps to nothing."""
+    """Maps a Classifier's "backbone/{tokenizer,encoder,post_proj}/..." to the pretraining VATT
+    paths: modality-specific "{m}_backbone/..." or shared (VATT-MA) "{m}_tokenizer/..." /
+    "shared_backbone/..." / "{m}_post_proj/...", or to the same path in a Classifier's checkpoint
+    (a fine-tuned model, e.g. one converted by vatt.convert); the classifier head maps to
+    nothing."""
     def mapping(path: str) -> list[str]:
         if path.startswith("backbone/tokenizer/"):
             rest = path[len("backbone/tokenizer/"):]
@@ -58,6 +59,9 @@ def backbone_path_map(modality: str) -> PathMap:
         if path.startswith("backbone/encoder/"):
             rest = path[len("backbone/encoder/"):]
             return [f"{modality}_backbone/encoder/{rest}", f"shared_backbone/{rest}", path]
+        if path.startswith("backbone/post_proj/"):
+            rest = path[len("backbone/post_proj/"):]
+            return [f"{modality}_backbone/post_proj/{rest}", f"{modality}_post_proj/{rest}", path]
         return []
     return mapping
 

@@ -5,7 +5,14 @@ Attribute (= checkpoint path) layout:
     .tokenizer and .encoder; the text one a T5TextBackbone, same interface, when
     model.text.kind == "t5"), heads.
   shared (VATT-MA): video_tokenizer, audio_tokenizer, text_tokenizer (modality-specific
-    tokenizers, input projections, positions and AGG tokens), shared_backbone (one Encoder), heads.
+    tokenizers, input projections, positions and AGG tokens), shared_backbone (one Encoder),
+    [video_post_proj, audio_post_proj, text_post_proj (model.<m>.post_proj_dim > 0)], heads.
+Official modality-agnostic projections (model.<m>.pre_proj, model.<m>.post_proj_dim,
+model.text.pos_layernorm; all on in ma_medium): a Dense(d, GELU) after each raw-to-embedding layer
+(the tokenizer's ``pre_proj``; for text its ``embedding_proj`` gains the GELU), LayerNorm'd text
+positions, and a Dense(post_proj_dim, GELU) after the final LayerNorm (the backbone's
+``post_proj``: ``{m}_backbone/post_proj`` when modality-specific, as in the ViT/WaT of MA
+fine-tuned checkpoints).
 ``VATT.backbone(modality)`` returns a ModalityBackbone for either layout (for the shared layout a
 view over the modality's tokenizer and the shared encoder), e.g. to fine-tune one modality.
 """
@@ -40,16 +47,37 @@ def compute_dtype(name: str) -> Any:
 
 def _make_tokenizer(modality: str, cfg: ml_collections.ConfigDict, d_model: int, dtype: Any,
                     rngs: nnx.Rngs) -> VideoTokenizer | AudioTokenizer | TextTokenizer:
+    # Keys absent from configs written before them read as off.
+    pre_proj = bool(cfg[modality].get("pre_proj", False))
     if modality == "video":
         m = cfg.video
-        return VideoTokenizer(d_model, m.patch_size, m.input_size, dtype=dtype, rngs=rngs)
+        return VideoTokenizer(d_model, m.patch_size, m.input_size, pre_proj=pre_proj, dtype=dtype,
+                              rngs=rngs)
     if modality == "audio":
         m = cfg.audio
-        return AudioTokenizer(d_model, m.patch_size, m.input_samples, dtype=dtype, rngs=rngs)
+        return AudioTokenizer(d_model, m.patch_size, m.input_samples, pre_proj=pre_proj,
+                              dtype=dtype, rngs=rngs)
     m = cfg.text
     return TextTokenizer(d_model, m.vocab_size, m.max_len, m.embedding_dim,
                          embedding_path=m.embedding_path,
-                         freeze_embedding=m.freeze_embedding, dtype=dtype, rngs=rngs)
+                         freeze_embedding=m.freeze_embedding, pre_proj=pre_proj,
+                         pos_layernorm=bool(m.get("pos_layernorm", False)), dtype=dtype, rngs=rngs)
+
+
+def post_proj_dim(cfg: ml_collections.ConfigDict, modality: str) -> int:
+    """model.<modality>.post_proj_dim (0 = no post-transformer projection; absent = 0)."""
+    return int(cfg[modality].get("post_proj_dim", 0) or 0)
+
+
+def _make_post_proj(modality: str, cfg: ml_collections.ConfigDict, d_model: int, dtype: Any,
+                    rngs: nnx.Rngs) -> nnx.Linear | None:
+    """The official post-transformer projection Dense(post_proj_dim) (GELU applied by the
+    backbone; Keras' Glorot-uniform kernel, zero bias), or None."""
+    dim = post_proj_dim(cfg, modality)
+    if not dim:
+        return None
+    return nnx.Linear(d_model, dim, dtype=dtype, kernel_init=nnx.initializers.xavier_uniform(),
+                      rngs=rngs)
 
 
 def _make_encoder(size: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, dtype: Any,
@@ -68,6 +96,11 @@ def text_kind(cfg: ml_collections.ConfigDict) -> str:
         raise ValueError("model.text.kind='t5' needs model.backbone='modality_specific': the "
                          "shared (VATT-MA) backbone runs text through the shared transformer; "
                          "set model.text.kind='transformer'.")
+    if kind == "t5" and (cfg.text.get("pre_proj", False) or post_proj_dim(cfg, "text")
+                         or cfg.text.get("pos_layernorm", False)):
+        raise ValueError("model.text.pre_proj / post_proj_dim / pos_layernorm belong to the "
+                         "modality-agnostic text path; the T5 text tower (model.text.kind='t5') "
+                         "has its own pre-projection: set them to False / 0 / False.")
     return kind
 
 
@@ -116,15 +149,18 @@ class VATT(nnx.Module):
                     _make_tokenizer(m, cfg, mc.d_model, dtype, rngs),
                     _make_encoder(mc, cfg, dtype, rngs),
                     droptoken_keep=self.droptoken_keep[m], droptoken_mode=cfg.droptoken_mode,
-                    dropout_rate=cfg.dropout_rate)
+                    dropout_rate=cfg.dropout_rate,
+                    post_proj=_make_post_proj(m, cfg, mc.d_model, dtype, rngs))
                 setattr(self, f"{m}_backbone", backbone)
-            dims = [cfg[m].d_model for m in MODALITIES]
+            dims = [post_proj_dim(cfg, m) or cfg[m].d_model for m in MODALITIES]
         elif cfg.backbone == "shared":
             d = cfg.shared.d_model
             for m in MODALITIES:
                 setattr(self, f"{m}_tokenizer", _make_tokenizer(m, cfg, d, dtype, rngs))
             self.shared_backbone = _make_encoder(cfg.shared, cfg, dtype, rngs)
-            dims = [d, d, d]
+            for m in MODALITIES:
+                setattr(self, f"{m}_post_proj", _make_post_proj(m, cfg, d, dtype, rngs))
+            dims = [post_proj_dim(cfg, m) or d for m in MODALITIES]
         else:
             raise ValueError(f"model.backbone={cfg.backbone!r}; choose 'modality_specific' or "
                              "'shared'.")
@@ -143,7 +179,8 @@ class VATT(nnx.Module):
             return getattr(self, f"{modality}_backbone")
         return ModalityBackbone(getattr(self, f"{modality}_tokenizer"), self.shared_backbone,
                                 droptoken_keep=self.droptoken_keep[modality],
-                                droptoken_mode=self.droptoken_mode, dropout_rate=self.dropout_rate)
+                                droptoken_mode=self.droptoken_mode, dropout_rate=self.dropout_rate,
+                                post_proj=getattr(self, f"{modality}_post_proj"))
 
     def encode(self, modality: str, x: jax.Array, *, training: bool = False,
                rngs: RngsLike = None, return_layers: bool = False) -> dict[str, Any]:
