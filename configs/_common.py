@@ -54,6 +54,8 @@ def optimizer(name: str, learning_rate: float, end_learning_rate: float, warmup_
         "weight_decay": 0.0,              # adamw
         "momentum": 0.9, "nesterov": False,    # sgd
         "grad_clip_norm": 0.0,            # > 0: clip the global gradient norm first
+        # which gradients: "all" | "backbone" (a classifier's backbone only: official fine-tuning)
+        "grad_clip_scope": "all",
     })
     cfg.update(overrides)
     return cfg

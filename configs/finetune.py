@@ -10,6 +10,11 @@ configs/finetune.py:<dataset>[,<pretraining variant>][,runlocal] (or finetune:<.
   synthetic  video backbone on the synthetic world (labels: direction x speed), minutes on CPU.
 <variant>: the pretraining config whose model is fine-tuned (tiny for synthetic, else mbs);
 `runlocal` takes the model of pretrain:<variant>,runlocal and a short schedule.
+Paper variants (bbs, mbs, lbs, ma_medium) fine-tune with the official numerics: classifier
+dropout 0.5 (video) / 0.0 (audio), the backbone's gradients clipped to global norm 0.75 (the
+classifier's not: optimizer.grad_clip_scope=backbone), the official head initialisation
+(finetune.head_init=official). Other variants keep dropout 0.1 (synthetic: 0), no clipping and a
+zero-initialised head.
 
   python -m vatt.main --config=configs/finetune.py:synthetic --workdir=/tmp/ft \
       --config.init_from=/tmp/pretrain_tiny          # omit init_from: from scratch (baseline)
@@ -33,6 +38,7 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
         "modality": "video",         # video | audio: the backbone that is fine-tuned
         "label_smoothing": 0.1,
         "dropout_rate": 0.1,         # on the pooled AGG output, before the linear head
+        "head_init": "zeros",        # zeros | official (vatt.models.classifier)
         "num_classes": 0,            # real datasets (synthetic: from label_factors)
         "test_split": "",
         "label_factors": ("direction", "speed")})  # synthetic labels (vatt.data.synthetic)
@@ -69,5 +75,11 @@ def get_config(arg: str = "synthetic") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/finetune.py:{dataset}: use one of {DATASETS}")
     if dataset != "synthetic":
         config.data.max_text_len = config.model.text.max_len  # the model's text length
+    if config.variant in _pretrain.PAPER_VARIANTS:
+        # Official fine-tuning numerics (see the module docstring).
+        ft.dropout_rate = 0.5 if ft.modality == "video" else 0.0
+        ft.head_init = "official"
+        config.optimizer.grad_clip_norm = 0.75
+        config.optimizer.grad_clip_scope = "backbone"
     config.finetune = ft
     return config

@@ -20,14 +20,16 @@ from vatt.evaluation.linear_probe import CLASSIFIERS
 from vatt.evaluation.registry import KINDS as EVAL_KINDS
 from vatt.evaluation.registry import entry_prefixes
 from vatt.losses import MIL_NCE_VARIANTS
+from vatt.models.classifier import HEAD_INITS
 from vatt.models.configs import VARIANTS as MODEL_VARIANTS
 from vatt.models.droptoken import DROPTOKEN_MODES
 from vatt.models.heads import BN_PLACEMENTS, HEAD_KINDS
+from vatt.models.tokenizers import INIT_SCHEMES, POS_INTERPOLATIONS
 from vatt.models.transformer import ATTENTION_IMPLS, REMAT_POLICIES
 from vatt.models.vatt_model import DTYPES, TEXT_KINDS
 from vatt.tasks import EVALUATE_ONLY, TASKS
 from vatt.tracking import INSTALL_HINT, WANDB_MODES, wandb_available
-from vatt.train.optimizer import OPTIMIZERS
+from vatt.train.optimizer import GRAD_CLIP_SCOPES, OPTIMIZERS
 
 REQUIRED_KEYS = ("task", "total_steps", "batch_size", "seed", "log_every_steps", "eval_every_steps")
 NONFINITE = ("skip", "stop")
@@ -101,6 +103,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     if "optimizer" in config and not evaluate_only:
         opt = config.optimizer
         _one_of(config, "optimizer.name", OPTIMIZERS)
+        if "grad_clip_scope" in opt:
+            _one_of(config, "optimizer.grad_clip_scope", GRAD_CLIP_SCOPES)
         _require(opt.learning_rate > 0, f"config.optimizer.learning_rate={opt.learning_rate} must be > 0")
         _require(0 <= opt.warmup_steps <= config.total_steps,
                  f"config.optimizer.warmup_steps={opt.warmup_steps} must be in [0, total_steps="
@@ -121,6 +125,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
         _one_of(config, "eval.embedding_map", EMBEDDING_MAPS)
     if "finetune" in config:
         _one_of(config, "finetune.modality", MODALITIES)
+        if "head_init" in config.finetune:
+            _one_of(config, "finetune.head_init", HEAD_INITS)
         _factors("finetune.label_factors", config.finetune.label_factors)
     for name, entry in config.evals.items():
         _validate_eval_entry(config, name, entry)
@@ -146,6 +152,16 @@ def _validate_model(model: ml_collections.ConfigDict) -> None:
         check("model.variant", MODEL_VARIANTS)
     if "text" in model and "kind" in model.text:
         check("model.text.kind", TEXT_KINDS)
+    if "init_scheme" in model:
+        check("model.init_scheme", INIT_SCHEMES)
+    if "pos_interpolation" in model:
+        check("model.pos_interpolation", POS_INTERPOLATIONS)
+    if "text" in model and model.text.get("freeze_embedding", False):
+        _require(bool(model.text.get("embedding_path", "")),
+                 "config.model.text.freeze_embedding=True needs config.model.text.embedding_path "
+                 "(a [vocab_size, embedding_dim] .npy, e.g. the official word2vec table): a "
+                 "frozen table without a file would be random; set the path, or "
+                 "config.model.text.freeze_embedding=False to learn the table")
 
 
 def _factors(key: str, factors) -> None:

@@ -34,8 +34,8 @@ table, stored under text layer 0, is the encoder's one shared table here; the fr
 is inside the pretraining checkpoint. The FAC video head's Dense layers before a BatchNorm have
 no bias: the model config must say model.head.bias_before_bn=False (the bbs/mbs/lbs default).
 The word table lands in the text tokenizer's embedding variable: a trainable nnx.Param unless the
-config loads a table from model.text.embedding_path (then a frozen FrozenParam, overwritten here
-by the checkpoint's table), as for any vatt model.
+config freezes a table loaded from model.text.embedding_path (model.text.freeze_embedding=True:
+then a FrozenParam, overwritten here by the checkpoint's table), as for any vatt model.
 
 Output: ``<output>/checkpoints/0/state`` (orbax, {params, rest} as a training run writes them)
 and ``<output>/config.json``, so ``--config.init_from=<output>`` of a zero-shot, linear-probe or
@@ -280,7 +280,8 @@ def build_target(config: ml_collections.ConfigDict, num_classes: int = 0,
         return model
     ft = config.finetune
     return Classifier.from_model(model, ft.modality, int(ft.num_classes or num_classes),
-                                 dropout_rate=ft.dropout_rate, use_droptoken=False, rngs=rngs)
+                                 dropout_rate=ft.dropout_rate, use_droptoken=False,
+                                 head_init=ft.get("head_init", "zeros"), rngs=rngs)
 
 
 def model_shapes(model: nnx.Module) -> dict[str, tuple[int, ...]]:

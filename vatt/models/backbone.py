@@ -1,8 +1,8 @@
 """A modality backbone = tokenizer (+ positions, AGG token) followed by a transformer encoder.
 
 Forward: tokens (+pos) -> dropout -> DropToken (video/audio, training only) -> prepend AGG
-(no position) -> pre-LN encoder -> final LN [-> post_proj: Dense(d_post, GELU)]; the AGG output is
-the clip embedding ("pooled"). The optional ``post_proj`` is the official modality-agnostic
+(no position) -> pre-LN encoder -> final LN [-> dropout: model.final_dropout]
+[-> post_proj: Dense(d_post, GELU)]; the AGG output is the clip embedding ("pooled"). The optional ``post_proj`` is the official modality-agnostic
 model's post-transformer projection (and that of the ViT/WaT of MA fine-tuned checkpoints); the
 official code applies it to every token, here to the AGG token only, the one output used.
 For the modality-agnostic variant the same ``Encoder`` object is used by every modality's

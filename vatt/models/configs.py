@@ -14,7 +14,29 @@ Key layout (shared with the trainer, see SPEC.md)::
   shared (backbone == "shared" only): num_layers, d_model, mlp_dim, num_heads
   head:  kind "fac"|"shared"|"disjoint", va_dim, vt_dim, bn_placement "official"|"paper",
          bn_momentum, bn_eps, bias_before_bn (False = official bias-free Linear before each BN)
-  dropout_rate, dtype, attention_impl, remat_policy, droptoken_mode
+  dropout_rate, attention_dropout_rate, final_dropout, init_scheme, pos_interpolation, dtype,
+  attention_impl, remat_policy, droptoken_mode
+
+Official numerics (the official TF2 code), each a default of the paper variants (bbs, mbs, lbs,
+ma_medium) with tiny / ma_tiny keeping the earlier behaviour (their programs and numbers are
+unchanged):
+  attention_dropout_rate  dropout on the attention probabilities of the video / audio / MA
+                          encoders (official 0.1; tiny 0.0). The T5 text tower always drops its
+                          attention weights at dropout_rate.
+  final_dropout           dropout (dropout_rate) after the encoder's final LayerNorm (official
+                          True; tiny False).
+  init_scheme             "official": Keras' initialisers (voxel / waveform projections
+                          Glorot-uniform with Conv3D / Conv1D fans, fan_in = k*c_in and
+                          fan_out = k*d for a kernel of k taps; position tables truncated normal
+                          with stddev d^-0.5; AGG tokens Glorot-normal; Dense layers
+                          Glorot-uniform); "legacy": N(0, 0.02) tables and tokens, LeCun-normal
+                          projections (tiny).
+  pos_interpolation       "spline": position tables are resized with the official polyharmonic
+                          spline (order 3) on the official grid (row i of n at i/n); "linear":
+                          jax.image.resize (tiny).
+  text.freeze_embedding   True freezes the word table read from text.embedding_path (the official
+                          word2vec setting); True without a file is an error. Default False: a
+                          learned table, or a loaded one that keeps training.
 
 For the shared (modality-agnostic) backbone the per-modality ``num_layers/mlp_dim/num_heads`` are
 ignored and ``d_model`` of every modality must equal ``shared.d_model`` (the tokenizers project to
@@ -140,7 +162,9 @@ def model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         # projection to d_model either way.
         embedding_dim=300 if not tiny else 16,
         embedding_path="",
-        freeze_embedding=True,
+        # Official: the frozen word2vec table (embedding_path=<.npy>, freeze_embedding=True).
+        # Freezing without a file is an error (a random frozen table would be useless).
+        freeze_embedding=False,
         # T5 relative position bias (official t5_small): bidirectional buckets over key - query.
         num_relative_buckets=32,
         max_relative_distance=64,
@@ -157,6 +181,11 @@ def model_config(variant: str = "tiny") -> ml_collections.ConfigDict:
              bias_before_bn=tiny)
     )
     cfg.dropout_rate = 0.1
+    # Official numerics (module docstring); tiny / ma_tiny keep the earlier behaviour.
+    cfg.attention_dropout_rate = 0.0 if tiny else 0.1
+    cfg.final_dropout = not tiny
+    cfg.init_scheme = "legacy" if tiny else "official"
+    cfg.pos_interpolation = "linear" if tiny else "spline"
     cfg.dtype = "float32"
     cfg.attention_impl = "xla"
     cfg.remat_policy = "none"

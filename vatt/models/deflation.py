@@ -5,7 +5,8 @@ Two equivalent routes:
    and run the unchanged video model (temporal grid 1).
 2. ``deflate_video_tokenizer(tokenizer)``: a VideoTokenizer with temporal patch 1 whose voxel
    kernel is the original one summed over its t temporal taps (sum_t W_t x = W (x repeated t
-   times)) and whose temporal position table is the original one interpolated to length 1. Feed it
+   times)) and whose temporal position table is the original one interpolated to length 1 (with
+   the tokenizer's own ``pos_interpolation``; the official spline reads row 0 there). Feed it
    images as [B, 1, H, W, 3]. Both routes give identical tokens.
 """
 
@@ -34,12 +35,13 @@ def deflate_video_tokenizer(tokenizer: VideoTokenizer) -> VideoTokenizer:
     t, h, w = tokenizer.patch_size
     d_model = tokenizer.voxel_proj.out_features
     _, height, width = tokenizer.input_size
+    method = getattr(tokenizer, "pos_interpolation", "linear")
     new = VideoTokenizer(d_model, (1, h, w), (1, height, width), dtype=tokenizer.dtype,
-                         rngs=nnx.Rngs(0))
+                         pos_interpolation=method, rngs=nnx.Rngs(0))
     new.voxel_proj.kernel[...] = fold_temporal_kernel(tokenizer.voxel_proj.kernel[...],
                                                       tokenizer.patch_size)
     new.voxel_proj.bias[...] = tokenizer.voxel_proj.bias[...]
-    new.temporal_pos[...] = interpolate_table(tokenizer.temporal_pos[...], 1)
+    new.temporal_pos[...] = interpolate_table(tokenizer.temporal_pos[...], 1, method)
     new.vertical_pos[...] = tokenizer.vertical_pos[...]
     new.horizontal_pos[...] = tokenizer.horizontal_pos[...]
     new.pos_ln.scale[...] = tokenizer.pos_ln.scale[...]

@@ -219,7 +219,7 @@ class T5TextTokenizer(nnx.Module):
     """
 
     def __init__(self, d_model: int, vocab_size: int, embedding_dim: int, *,
-                 embedding_path: str = "", freeze_embedding: bool = True,
+                 embedding_path: str = "", freeze_embedding: bool = False,
                  dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.dtype = dtype
         self.embedding = word_embedding(vocab_size, embedding_dim, embedding_path=embedding_path,

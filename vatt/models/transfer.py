@@ -5,8 +5,9 @@ The source tree comes from a pretraining checkpoint (vatt.train.checkpointing.lo
 restores it without a target, so no model or sharding is needed); every variable of the new model
 whose (mapped) path exists there is copied; everything else (new classifier heads) keeps its fresh
 initialisation. Position tables ("*_pos") whose length differs (e.g. a 224 px pretraining table
-of 14 rows loaded into a 320 px model of 20 rows) are linearly interpolated, exactly as the
-tokenizers do at call time, so a model built at another input size starts from the same
+of 14 rows loaded into a 320 px model of 20 rows) are resized with the model's
+``pos_interpolation`` ("linear" or the official "spline"), exactly as the tokenizers do at call
+time, so a model built at another input size starts from the same
 positions the pretrained model would use on that grid.
 
   from vatt.models import transfer
@@ -66,20 +67,24 @@ def backbone_path_map(modality: str) -> PathMap:
     return mapping
 
 
-def _fit(name: str, value: np.ndarray, target_shape: tuple[int, ...], dest: str) -> np.ndarray:
+def _fit(name: str, value: np.ndarray, target_shape: tuple[int, ...], dest: str,
+         method: str = "linear") -> np.ndarray:
     if tuple(value.shape) == tuple(target_shape):
         return value
     if (name.endswith("_pos") and value.ndim == 2 and len(target_shape) == 2
             and value.shape[1] == target_shape[1]):
-        return np.asarray(interpolate_table(jnp.asarray(value), int(target_shape[0])))
+        return np.asarray(interpolate_table(jnp.asarray(value), int(target_shape[0]), method))
     raise ValueError(f"pretrained weight for {dest} has shape {value.shape} but the model needs "
                      f"{tuple(target_shape)}: only position tables can change size (model widths, "
                      "patch sizes and vocabularies must match the pretraining config)")
 
 
-def copy_matching(state: nnx.State, source: dict[str, np.ndarray], path_map: PathMap = identity_path_map
-                  ) -> tuple[nnx.State, dict[str, Any]]:
+def copy_matching(state: nnx.State, source: dict[str, np.ndarray], path_map: PathMap = identity_path_map,
+                  pos_interpolation: str = "linear") -> tuple[nnx.State, dict[str, Any]]:
     """Copies every variable of `state` whose mapped path exists in `source`.
+
+    pos_interpolation: how position tables of another length are resized (the model's
+    config.model.pos_interpolation: "linear" or "spline").
 
     Returns (new state, report) with report = {"copied": [...], "interpolated": [...],
     "kept": [...]} (paths of `state`). Shapes other than position-table lengths must match.
@@ -94,7 +99,7 @@ def copy_matching(state: nnx.State, source: dict[str, np.ndarray], path_map: Pat
             report["kept"].append(path)
             new_flat[path] = value
             continue
-        fitted = _fit(path.split("/")[-1], source[src], value.shape, path)
+        fitted = _fit(path.split("/")[-1], source[src], value.shape, path, pos_interpolation)
         report["interpolated" if fitted is not source[src] else "copied"].append(path)
         new_flat[path] = fitted.astype(value.dtype)
 
@@ -109,16 +114,18 @@ def copy_matching(state: nnx.State, source: dict[str, np.ndarray], path_map: Pat
 
 
 def load_into(params: nnx.State, rest: nnx.State, source: dict[str, np.ndarray],
-              path_map: PathMap, require: str = "") -> tuple[nnx.State, nnx.State, dict[str, Any]]:
+              path_map: PathMap, require: str = "", pos_interpolation: str = "linear"
+              ) -> tuple[nnx.State, nnx.State, dict[str, Any]]:
     """Copies the weights of `source` (flat {path: array}, e.g.
     vatt.train.checkpointing.load_model_tree) into (params, rest).
 
     require: a path prefix of which at least one variable must be copied (else the mapping is
     wrong and the run would silently train from scratch: raise).
+    pos_interpolation: see copy_matching.
     Returns (params, rest, report) with report = {"copied", "interpolated", "kept"} paths.
     """
-    params, rp = copy_matching(params, source, path_map)
-    rest, rr = copy_matching(rest, source, path_map)
+    params, rp = copy_matching(params, source, path_map, pos_interpolation)
+    rest, rr = copy_matching(rest, source, path_map, pos_interpolation)
     report = {k: rp[k] + rr[k] for k in rp}
     if require and not any(p.startswith(require) for p in report["copied"] + report["interpolated"]):
         raise ValueError(f"no weight of the pretrained checkpoint matched the model's {require!r} "

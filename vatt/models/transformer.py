@@ -1,8 +1,11 @@
 """Pre-LayerNorm transformer encoder (VATT / ViT style).
 
 Block: x + Drop(MHA(LN(x))) then x + Drop(MLP(LN(x))), MLP = Linear -> GELU -> Drop -> Linear;
-the encoder ends with a final LayerNorm. Parameters are float32; activations run in ``dtype``
-(e.g. bfloat16). Attention goes through ``jax.nn.dot_product_attention`` so the implementation
+the encoder ends with a final LayerNorm (and, with ``final_dropout``, a dropout after it, as the
+official encoder). ``attention_dropout_rate`` > 0 drops attention probabilities (official 0.1):
+while training, attention is then written out (einsum + softmax + dropout) since
+``jax.nn.dot_product_attention`` has no dropout; evaluation always takes the fused path.
+Parameters are float32; activations run in ``dtype`` (e.g. bfloat16). Attention goes through ``jax.nn.dot_product_attention`` so the implementation
 ("xla" or "cudnn" flash attention) is a config switch. Each block can be rematerialised with
 ``nnx.remat`` and a named ``jax.checkpoint_policies`` policy.
 
@@ -38,10 +41,13 @@ class MultiHeadAttention(nnx.Module):
     """Multi-head self-attention. x [B, N, D] -> [B, N, D]."""
 
     def __init__(self, d_model: int, num_heads: int, *, dtype: Any, attention_impl: str | None,
-                 rngs: nnx.Rngs):
+                 attention_dropout_rate: float = 0.0, rngs: nnx.Rngs):
         if d_model % num_heads:
             raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}.")
         self.num_heads = num_heads
+        self.attention_dropout_rate = float(attention_dropout_rate)
+        self.attn_dropout = (nnx.Dropout(self.attention_dropout_rate)
+                             if self.attention_dropout_rate > 0.0 else None)
         self.attention_impl = None if attention_impl in (None, "", "xla") else attention_impl
         lin = dict(dtype=dtype, kernel_init=_dense_init(), rngs=rngs)
         self.query = nnx.Linear(d_model, d_model, **lin)
@@ -49,15 +55,31 @@ class MultiHeadAttention(nnx.Module):
         self.value = nnx.Linear(d_model, d_model, **lin)
         self.out = nnx.Linear(d_model, d_model, **lin)
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-        """x [B, N, D]; mask [B, N] bool (True = attend to this key) or None."""
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None,
+                 key: jax.Array | None = None) -> jax.Array:
+        """x [B, N, D]; mask [B, N] bool (True = attend to this key) or None; key: PRNG key of
+        the attention-probability dropout (None, or a rate of 0: none)."""
         b, n, d = x.shape
         split = lambda t: t.reshape(b, n, self.num_heads, d // self.num_heads)
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
         attn_mask = None if mask is None else mask[:, None, None, :]  # [B, 1, 1(query), N(key)]
-        y = jax.nn.dot_product_attention(q, k, v, mask=attn_mask,
-                                         implementation=self.attention_impl)
+        if key is not None and self.attn_dropout is not None:
+            y = self._attend_with_dropout(q, k, v, attn_mask, key)
+        else:
+            y = jax.nn.dot_product_attention(q, k, v, mask=attn_mask,
+                                             implementation=self.attention_impl)
         return self.out(y.reshape(b, n, d))
+
+    def _attend_with_dropout(self, q: jax.Array, k: jax.Array, v: jax.Array,
+                             attn_mask: jax.Array | None, key: jax.Array) -> jax.Array:
+        """softmax(q k^T / sqrt(d_head)) with dropout on the probabilities, then @ v."""
+        scale = 1.0 / float(q.shape[-1]) ** 0.5
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+        if attn_mask is not None:
+            logits = jnp.where(attn_mask, logits, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+        weights = self.attn_dropout(weights, deterministic=False, rngs=key)
+        return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
 
 
 class MLP(nnx.Module):
@@ -81,10 +103,12 @@ class EncoderBlock(nnx.Module):
     """Pre-LN transformer block. x [B, N, D] -> [B, N, D]."""
 
     def __init__(self, d_model: int, mlp_dim: int, num_heads: int, *, dtype: Any,
-                 dropout_rate: float, attention_impl: str | None, rngs: nnx.Rngs):
+                 dropout_rate: float, attention_impl: str | None,
+                 attention_dropout_rate: float = 0.0, rngs: nnx.Rngs):
         self.ln_attn = nnx.LayerNorm(d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.attn = MultiHeadAttention(d_model, num_heads, dtype=dtype,
-                                       attention_impl=attention_impl, rngs=rngs)
+                                       attention_impl=attention_impl,
+                                       attention_dropout_rate=attention_dropout_rate, rngs=rngs)
         self.ln_mlp = nnx.LayerNorm(d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
         self.mlp = MLP(d_model, mlp_dim, dtype=dtype, dropout_rate=dropout_rate, rngs=rngs)
         self.dropout = nnx.Dropout(dropout_rate)
@@ -95,7 +119,12 @@ class EncoderBlock(nnx.Module):
         k1 = k2 = k3 = None
         if key is not None:
             k1, k2, k3 = jax.random.split(key, 3)
-        x = x + self.dropout(self.attn(self.ln_attn(x), mask), deterministic=det, rngs=k1)
+        # The attention-probability key is derived only when that dropout is on, so a model
+        # without it traces exactly the program it always had.
+        k_attn = (jax.random.fold_in(key, 3)
+                  if key is not None and self.attn.attention_dropout_rate > 0.0 else None)
+        x = x + self.dropout(self.attn(self.ln_attn(x), mask, k_attn), deterministic=det,
+                             rngs=k1)
         y = self.mlp(self.ln_mlp(x), deterministic=det, key=k2)
         return x + self.dropout(y, deterministic=det, rngs=k3)
 
@@ -106,7 +135,7 @@ def _apply_block(block: EncoderBlock, x: jax.Array, mask: jax.Array | None,
 
 
 class Encoder(nnx.Module):
-    """Stack of pre-LN blocks plus a final LayerNorm.
+    """Stack of pre-LN blocks plus a final LayerNorm [plus dropout: ``final_dropout``].
 
     Call: x [B, N, D], mask [B, N] bool or None, dropout_key (None = no dropout) ->
     (y [B, N, D] after the final LN, per-block outputs list of [B, N, D] if return_all else []).
@@ -115,15 +144,19 @@ class Encoder(nnx.Module):
     def __init__(self, num_layers: int, d_model: int, mlp_dim: int, num_heads: int, *,
                  dtype: Any = jnp.float32, dropout_rate: float = 0.1,
                  attention_impl: str | None = "xla", remat_policy: str = "none",
+                 attention_dropout_rate: float = 0.0, final_dropout: bool = False,
                  rngs: nnx.Rngs):
         self.num_layers = num_layers
         self.d_model = d_model
         self.blocks = nnx.List([
             EncoderBlock(d_model, mlp_dim, num_heads, dtype=dtype, dropout_rate=dropout_rate,
-                         attention_impl=attention_impl, rngs=rngs)
+                         attention_impl=attention_impl,
+                         attention_dropout_rate=attention_dropout_rate, rngs=rngs)
             for _ in range(num_layers)
         ])
         self.final_ln = nnx.LayerNorm(d_model, epsilon=1e-6, dtype=dtype, rngs=rngs)
+        # No Dropout module unless asked for: the variables (and checkpoints) stay as they were.
+        self.final_dropout = nnx.Dropout(dropout_rate) if final_dropout else None
         if remat_policy not in ("none", "", None) and remat_policy not in REMAT_POLICIES:
             raise ValueError(f"Unknown remat_policy {remat_policy!r}; choose 'none' or one of "
                              f"{sorted(REMAT_POLICIES)}.")
@@ -141,4 +174,9 @@ class Encoder(nnx.Module):
             x = apply(block, x, mask, key)
             if return_all:
                 outs.append(x)
-        return self.final_ln(x), outs
+        y = self.final_ln(x)
+        if self.final_dropout is not None and dropout_key is not None:
+            # Blocks use fold_in(key, i) for i < num_layers: num_layers is free.
+            y = self.final_dropout(y, deterministic=False,
+                                   rngs=jax.random.fold_in(dropout_key, self.num_layers))
+        return y, outs

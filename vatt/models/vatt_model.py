@@ -45,23 +45,35 @@ def compute_dtype(name: str) -> Any:
     return DTYPES[name]
 
 
+def official_numerics(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The official-numerics switches of config.model (vatt.models.configs); keys absent from
+    configs written before them read as the earlier behaviour."""
+    return dict(attention_dropout_rate=float(cfg.get("attention_dropout_rate", 0.0)),
+                final_dropout=bool(cfg.get("final_dropout", False)),
+                init_scheme=str(cfg.get("init_scheme", "legacy")),
+                pos_interpolation=str(cfg.get("pos_interpolation", "linear")))
+
+
 def _make_tokenizer(modality: str, cfg: ml_collections.ConfigDict, d_model: int, dtype: Any,
                     rngs: nnx.Rngs) -> VideoTokenizer | AudioTokenizer | TextTokenizer:
     # Keys absent from configs written before them read as off.
     pre_proj = bool(cfg[modality].get("pre_proj", False))
+    num = official_numerics(cfg)
+    tables = dict(init_scheme=num["init_scheme"], pos_interpolation=num["pos_interpolation"])
     if modality == "video":
         m = cfg.video
         return VideoTokenizer(d_model, m.patch_size, m.input_size, pre_proj=pre_proj, dtype=dtype,
-                              rngs=rngs)
+                              rngs=rngs, **tables)
     if modality == "audio":
         m = cfg.audio
         return AudioTokenizer(d_model, m.patch_size, m.input_samples, pre_proj=pre_proj,
-                              dtype=dtype, rngs=rngs)
+                              dtype=dtype, rngs=rngs, **tables)
     m = cfg.text
     return TextTokenizer(d_model, m.vocab_size, m.max_len, m.embedding_dim,
                          embedding_path=m.embedding_path,
                          freeze_embedding=m.freeze_embedding, pre_proj=pre_proj,
-                         pos_layernorm=bool(m.get("pos_layernorm", False)), dtype=dtype, rngs=rngs)
+                         pos_layernorm=bool(m.get("pos_layernorm", False)),
+                         init_scheme=num["init_scheme"], dtype=dtype, rngs=rngs)
 
 
 def post_proj_dim(cfg: ml_collections.ConfigDict, modality: str) -> int:
@@ -82,9 +94,12 @@ def _make_post_proj(modality: str, cfg: ml_collections.ConfigDict, d_model: int,
 
 def _make_encoder(size: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict, dtype: Any,
                   rngs: nnx.Rngs) -> Encoder:
+    num = official_numerics(cfg)
     return Encoder(size.num_layers, size.d_model, size.mlp_dim, size.num_heads, dtype=dtype,
                    dropout_rate=cfg.dropout_rate, attention_impl=cfg.attention_impl,
-                   remat_policy=cfg.remat_policy, rngs=rngs)
+                   remat_policy=cfg.remat_policy,
+                   attention_dropout_rate=num["attention_dropout_rate"],
+                   final_dropout=num["final_dropout"], rngs=rngs)
 
 
 def text_kind(cfg: ml_collections.ConfigDict) -> str:

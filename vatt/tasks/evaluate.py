@@ -44,7 +44,9 @@ class EvaluateTask:
     def load_pretrained(self, params: nnx.State, rest: nnx.State, source: dict[str, np.ndarray]
                         ) -> tuple[nnx.State, nnx.State, dict[str, list[str]]]:
         return transfer.load_into(params, rest, source, transfer.identity_path_map,
-                                  require="video_")
+                                  require="video_",
+                                  pos_interpolation=self.config.model.get("pos_interpolation",
+                                                                          "linear"))
 
     def evaluators(self) -> list[Any]:
         if self._evaluators is None:

@@ -75,6 +75,7 @@ class FinetuneTask:
         vatt = build_model(self.config.model, rngs=rngs)
         return Classifier.from_model(vatt, self.modality, self.num_classes,
                                      dropout_rate=self.ft.dropout_rate, use_droptoken=False,
+                                     head_init=self.ft.get("head_init", "zeros"),
                                      rngs=rngs)
 
     def train_stream(self, start_step: int, process_index: int, process_count: int):
@@ -100,7 +101,9 @@ class FinetuneTask:
     def load_pretrained(self, params: nnx.State, rest: nnx.State, source: dict[str, np.ndarray]
                         ) -> tuple[nnx.State, nnx.State, dict[str, list[str]]]:
         return transfer.load_into(params, rest, source, transfer.backbone_path_map(self.modality),
-                                  require="backbone/encoder")
+                                  require="backbone/encoder",
+                                  pos_interpolation=self.config.model.get("pos_interpolation",
+                                                                          "linear"))
 
     def evaluators(self) -> list[Any]:
         if self._evaluators is None:

@@ -191,7 +191,9 @@ class PretrainTask:
                         ) -> tuple[nnx.State, nnx.State, dict[str, list[str]]]:
         """Warm start from another run's weights (same model family; optimizer state fresh)."""
         return transfer.load_into(params, rest, source, transfer.identity_path_map,
-                                  require="video_")
+                                  require="video_",
+                                  pos_interpolation=self.config.model.get("pos_interpolation",
+                                                                          "linear"))
 
     def evaluators(self) -> list[Any]:
         """The built-in synthetic zero-shot evaluator plus those of `config.evals` (cached so

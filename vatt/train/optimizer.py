@@ -52,6 +52,39 @@ def learning_rate(schedule: Schedule, step: jax.Array) -> jax.Array:
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# optimizer.grad_clip_scope: which gradients grad_clip_norm clips by their global norm.
+GRAD_CLIP_SCOPES = ("all", "backbone")
+
+
+def _top_name(path: tuple) -> str:
+    key = path[0] if path else None
+    return str(getattr(key, "key", getattr(key, "name", key)))
+
+
+def clip_by_global_norm_of(max_norm: float, top_level: str) -> optax.GradientTransformation:
+    """optax.clip_by_global_norm restricted to the gradients under the top-level name
+    `top_level` (their norm, their scaling); every other gradient passes unchanged. The official
+    fine-tuning clips the backbone's gradients and leaves the classifier's alone."""
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        flat = jax.tree_util.tree_flatten_with_path(updates)[0]
+        chosen = [g for path, g in flat if _top_name(path) == top_level]
+        if not chosen:
+            return updates, state
+        norm = optax.global_norm(chosen)
+        # Same arithmetic as optax.clip_by_global_norm.
+        trigger = jnp.squeeze(norm < max_norm)
+
+        def clip(path, g):
+            if _top_name(path) != top_level:
+                return g
+            return jax.lax.select(trigger, g, (g / norm.astype(g.dtype)) * max_norm)
+        return jax.tree_util.tree_map_with_path(clip, updates), state
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int
@@ -60,7 +93,9 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int
 
     The direction is optax's adam / adamw / sgd without their final learning-rate scaling
     (the train step multiplies by -learning_rate(schedule, step)); gradient clipping, when set,
-    comes first as in optax.chain(clip_by_global_norm, adam(...)).
+    comes first as in optax.chain(clip_by_global_norm, adam(...)); `cfg.grad_clip_scope`
+    "backbone" clips only the gradients under "backbone" (a Classifier's backbone, as the
+    official fine-tuning does), "all" (default) every gradient.
     """
     if cfg.name == "adam":
         tx = optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
@@ -72,5 +107,12 @@ def build_optimizer(cfg: ml_collections.ConfigDict, total_steps: int
     else:
         raise ValueError(f"optimizer.name={cfg.name!r}: use one of {OPTIMIZERS}")
     if cfg.grad_clip_norm:
-        tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+        scope = cfg.get("grad_clip_scope", "all")
+        if scope == "all":
+            tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+        elif scope == "backbone":
+            tx = optax.chain(clip_by_global_norm_of(cfg.grad_clip_norm, "backbone"), tx)
+        else:
+            raise ValueError(f"optimizer.grad_clip_scope={scope!r}: use one of "
+                             f"{GRAD_CLIP_SCOPES}")
     return tx, schedule_from_config(cfg, total_steps)
