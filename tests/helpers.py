@@ -43,6 +43,11 @@ def train_values(workdir: str, key: str = "train/loss") -> dict[int, float]:
     return {r["step"]: r[key] for r in records(workdir) if key in r}
 
 
+def saved_steps(workdir: str) -> list[int]:
+    """The finished checkpoint steps in <workdir>/checkpoints, ascending."""
+    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+
+
 def final_metrics(workdir: str) -> dict[str, float]:
     """The last evaluation entry of metrics.jsonl (keys outside train/)."""
     evals = [r for r in records(workdir) if any(not k.startswith("train/") and k not in

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import helpers
+from helpers import saved_steps
 from conftest import BASE_OVERRIDES, SAVING, STEPS, TRAINED_SPEC, only_checkpoint
 from subprocess_utils import REPO_ROOT, child_env
 
@@ -48,10 +49,6 @@ def cli(workdir, overrides):
 def popen(workdir, overrides):
     return subprocess.Popen(cli(workdir, overrides), env=child_env(1), cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def saved_steps(workdir):
-    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
 
 
 def state_leaves(workdir, step):

@@ -245,15 +245,22 @@ def write_official(directory: str, values: dict[str, np.ndarray]) -> str:
 
 # ------------------------------------------------------------- conversion vs NumPy reference
 
-@pytest.fixture(scope="module")
-def pretrain_ckpt(tmp_path_factory):
-    values = random_values(official_pretrain_shapes(), seed=0)
-    prefix = write_official(str(tmp_path_factory.mktemp("official")), values)
-    out = str(tmp_path_factory.mktemp("converted"))
-    argv = ["--config=pretrain:bbs", *(f"--config.{o}" for o in OVERRIDES),
+def _write_and_convert(tmp_path_factory, name, shapes, seed, spec, overrides):
+    """(values, checkpoint prefix, output dir): random values under the official keys `shapes`,
+    written as a TF checkpoint and converted with `spec` and `overrides`."""
+    values = random_values(shapes, seed=seed)
+    prefix = write_official(str(tmp_path_factory.mktemp(f"official_{name}")), values)
+    out = str(tmp_path_factory.mktemp(f"converted_{name}"))
+    argv = [f"--config={spec}", *(f"--config.{o}" for o in overrides),
             f"--official_checkpoint={prefix}", f"--output={out}"]
     assert convert.main(argv) == 0
     return values, prefix, out
+
+
+@pytest.fixture(scope="module")
+def pretrain_ckpt(tmp_path_factory):
+    return _write_and_convert(tmp_path_factory, "tx", official_pretrain_shapes(), 0,
+                              "pretrain:bbs", OVERRIDES)
 
 
 def test_pretrain_matches_official_forward(pretrain_ckpt):
@@ -345,12 +352,8 @@ def test_finetuned_vit_classifier(tmp_path, projections):
 
 @pytest.fixture(scope="module")
 def ma_ckpt(tmp_path_factory):
-    values = random_values(official_ma_shapes(), seed=4)
-    prefix = write_official(str(tmp_path_factory.mktemp("official_ma")), values)
-    out = str(tmp_path_factory.mktemp("converted_ma"))
-    argv = ["--config=pretrain:ma_medium", *(f"--config.{o}" for o in MA_OVERRIDES),
-            f"--official_checkpoint={prefix}", f"--output={out}"]
-    assert convert.main(argv) == 0
+    values, _, out = _write_and_convert(tmp_path_factory, "ma", official_ma_shapes(), 4,
+                                        "pretrain:ma_medium", MA_OVERRIDES)
     return values, out
 
 

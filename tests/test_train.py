@@ -228,14 +228,10 @@ def test_one_process_resumes_on_two_and_a_preemption_notice_stops_both(one_devic
     assert match, outputs[0][-3000:]
     stopped = int(match.group(1))
     assert 14 <= stopped < STEPS, stopped
-    assert saved_steps(workdir)[-1] == stopped  # both processes saved that step
+    assert helpers.saved_steps(workdir)[-1] == stopped  # both processes saved that step
     assert max(helpers.train_values(str(workdir))) == stopped
     assert not [line for line in outputs[1].splitlines() if line.startswith("step ")]
     # The same checkpoint, on 1 device, to the end of the 20 steps.
     experiment.run(config_files.load(SPEC, dict(SAVING, **TINY_LR)), workdir, plots=False,
                    tensorboard=False)
     assert_same_steps(workdir, one_device_runs["tiny_lr"], first=4)
-
-
-def saved_steps(workdir):
-    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())

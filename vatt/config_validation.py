@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import ml_collections
 
 from vatt import paths
+from vatt.errors import ConfigError  # noqa: F401  (raised here; callers import it from here too)
 from vatt.alignment import CKA_KERNELS
 from vatt.data.pipeline_config import CROPS, EVAL_NUM_CROPS, TOKENIZERS
 from vatt.data.synthetic import FACTOR_NAMES, NUM_COMBINATIONS
@@ -35,10 +36,6 @@ REQUIRED_KEYS = ("task", "total_steps", "batch_size", "seed", "log_every_steps",
 NONFINITE = ("skip", "stop")
 EMBEDDING_MAPS = ("tsne", "pca")
 MODALITIES = ("video", "audio")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message is one line with the fix."""
 
 
 def _require(cond: bool, message: str) -> None:

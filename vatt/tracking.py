@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import ml_collections
 
 from vatt import paths
+from vatt.errors import ConfigError
 
 WANDB_MODES = ("online", "offline", "disabled")
 RUN_ID_FILE = "wandb_run_id"
@@ -87,7 +88,6 @@ class WandbSink:
                 name=name or os.path.basename(workdir) or None, id=self.run_id, resume="allow",
                 dir=local_dir, config=config or {})
         except Exception as e:  # no login, no network, bad entity: one actionable line
-            from vatt.config_validation import ConfigError  # (it imports this module)
             detail = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
             raise ConfigError(
                 f"wandb could not start run {self.run_id} (config.tracking.wandb_mode={mode!r}): "
