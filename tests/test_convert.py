@@ -12,6 +12,7 @@ output loads through init_from, and the real released key lists map onto the ful
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -481,3 +482,111 @@ def test_transfer_backbone_map_reads_classifier_checkpoints():
     mapping = transfer.backbone_path_map("video")
     assert mapping("backbone/encoder/final_ln/scale")[-1] == "backbone/encoder/final_ln/scale"
     assert mapping("head/kernel") == []
+
+
+# ------------------------------------------------------------- the user's round trip
+
+# The synthetic world at the tiny converted model's input shapes: 4 frames of 16 px at 10 fps
+# (0.4 s) and 64 audio samples (160 Hz); its 39-word vocabulary fits the tiny table (VOCAB).
+# 16 held-out clips: with random weights no similarity is then within 1e-4 of a ground truth,
+# so float32 rounding cannot reorder the ranks that the test compares exactly.
+ROUND_TRIP_DATA = ["data.num_frames=4", "data.frame_size=16", "data.audio_rate=160"]
+ZEROSHOT_CLIPS = ["evals.zeroshot_synthetic.num_clips=16"]
+FINETUNE_2_STEPS = ["total_steps=2", "log_every_steps=1", "checkpoint_every_steps=0",
+                    "optimizer.warmup_steps=1"]
+
+
+def _official_t2v(values: dict, world, num_clips: int) -> np.ndarray:
+    """Text->video similarity [N, N] of the held-out clips by the NumPy official forward pass
+    (ViT video tower, T5 text tower on the first caption, FAC heads), L2-normalised."""
+    w = {k: v.astype(np.float64) for k, v in values.items()}
+    videos, texts = [], []
+    for batch in world.eval_batches(num_clips, 16):
+        keep = batch["valid"] > 0
+        pooled_v = np_vit_video(batch["video"][keep].astype(np.float64), w, VID, LAYERS, HEADS)
+        pooled_t = np_t5_text(batch["text"][keep][:, 0], t5_weights(w, TXT, LAYERS))[0][:, 0]
+        heads = np_fac_heads(pooled_v, np.zeros((len(pooled_v), DA)), pooled_t, w, HEAD)
+        videos.append(heads["video"]["vt"])
+        texts.append(heads["text"]["vt"])
+    norm = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    return norm(np.concatenate(texts)) @ norm(np.concatenate(videos)).T
+
+
+def test_round_trip_convert_zeroshot_finetune_export_reload(pretrain_ckpt, tmp_path):
+    """What a user does with a released checkpoint: convert it (the fixture), evaluate zero-shot
+    retrieval, fine-tune 2 steps, export, and start again from the exported files."""
+    from vatt import experiment, export, weight_files
+    from vatt.data import synthetic
+    from vatt.evaluation.retrieval import ground_truth_ranks, retrieval_metrics
+    from vatt.train.checkpointing import load_model_tree
+
+    values, _, converted = pretrain_ckpt
+
+    # Zero-shot MSR-VTT-style retrieval (the zero-shot config's evaluator) on the synthetic
+    # held-out clips: every query's rank equals the official forward pass's.
+    def zeroshot(init_from: str, name: str) -> tuple[dict, list[int]]:
+        cfg = config_files.load("zeroshot:synthetic,bbs,runlocal", OVERRIDES + ROUND_TRIP_DATA
+                                + ZEROSHOT_CLIPS + [f"init_from={init_from}"])
+        metrics = experiment.run(cfg, str(tmp_path / name))
+        with open(tmp_path / name / "zeroshot" / "synthetic_step0.json") as f:
+            return metrics, json.load(f)["t2v_ranks"]
+
+    metrics, ranks = zeroshot(converted, "zeroshot")
+    cfg = config_files.load("zeroshot:synthetic,bbs,runlocal",
+                            OVERRIDES + ROUND_TRIP_DATA + ZEROSHOT_CLIPS)
+    n = cfg.evals.zeroshot_synthetic.num_clips
+    sim = _official_t2v(values, synthetic.world_from_config(cfg.data), n)
+    # The ranks are exact only if no similarity is within float32 rounding of a ground truth.
+    for s in (sim, sim.T):
+        gap = np.abs(s - np.diag(s)[:, None]) + np.eye(n)
+        assert gap.min() > 1e-4, "a near-tie makes the ranks fragile: evaluate other clips"
+    assert metrics["zeroshot/num_clips"] == n
+    np.testing.assert_array_equal(ranks, ground_truth_ranks(sim))
+    assert len(set(ranks)) > 3  # random weights: ranks spread, not all 1 or all n
+    for k, v in retrieval_metrics(sim).items():
+        assert metrics[f"zeroshot/t2v/{k}"] == v, k
+    for k, v in retrieval_metrics(sim.T).items():
+        assert metrics[f"zeroshot/v2t/{k}"] == v, k
+
+    # Fine-tune the converted video backbone for 2 steps.
+    def finetune(init_from: str, name: str) -> tuple[str, list[float]]:
+        cfg = config_files.load("finetune:synthetic,bbs,runlocal",
+                                OVERRIDES + ROUND_TRIP_DATA + FINETUNE_2_STEPS
+                                + [f"init_from={init_from}"])
+        experiment.run(cfg, str(tmp_path / name))
+        with open(tmp_path / name / "metrics.jsonl") as f:
+            losses = [r["train/loss"] for r in map(json.loads, f) if "train/loss" in r]
+        return str(tmp_path / name), losses
+
+    tuned, losses = finetune(converted, "finetune")
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    tuned_tree = load_model_tree(tuned)
+    start = load_model_tree(converted)["video_backbone/tokenizer/voxel_proj/kernel"]
+    moved = tuned_tree["backbone/tokenizer/voxel_proj/kernel"]
+    assert not np.array_equal(moved, start)  # trained ...
+    np.testing.assert_allclose(moved, start, atol=0.05)  # ... from the converted weights
+
+    # Export: the fine-tuned classifier whole and its backbone, and the converted model whole and
+    # its video backbone; every file reads back bit for bit.
+    files = {}
+    for source, name, part in [(tuned, "tuned", "all"), (tuned, "tuned_video", "video"),
+                               (converted, "converted", "all"),
+                               (converted, "converted_video", "video")]:
+        files[name] = str(tmp_path / f"{name}.safetensors")
+        assert export.main([f"--workdir={source}", f"--output={files[name]}",
+                            f"--part={part}"]) == 0
+        want = export.select(load_model_tree(source), part,
+                             json.loads((tmp_path / f"{name}.safetensors.config.json")
+                                        .read_text()))
+        got = weight_files.load(files[name])
+        assert sorted(got) == sorted(want) and all(
+            got[k].dtype == want[k].dtype and got[k].tobytes() == np.asarray(want[k]).tobytes()
+            for k in want), name
+    assert sorted(weight_files.load(files["tuned_video"])) == sorted(
+        k for k in tuned_tree if k.startswith("backbone/"))
+
+    # Reload: the exported files are init_from like the checkpoints they came from, and give
+    # the same zero-shot ranks and the same fine-tuning losses bit for bit.
+    again, ranks_again = zeroshot(files["converted"], "zeroshot_from_file")
+    assert again == metrics and ranks_again == ranks
+    assert finetune(files["converted_video"], "finetune_from_file")[1] == losses

@@ -8,7 +8,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from vatt import export
+from vatt import export, weight_files
 
 
 def _same_bits(a: dict, b: dict) -> None:
@@ -25,12 +25,12 @@ def test_formats_round_trip_every_dtype():
             "b/count": np.int64(-5) * np.ones((), np.int64), "b/mask": np.array([True, False]),
             "b/ids": np.arange(5, dtype=np.int32), "b/half": np.ones((2, 1), np.float16),
             "c/empty": np.zeros((0, 3), np.float32), "c/nan": np.array([np.nan, -0.0, np.inf])}
-    for write, read in [(export.to_safetensors, export.from_safetensors),
-                        (export.to_npz, export.from_npz)]:
+    for write, read in [(weight_files.to_safetensors, weight_files.from_safetensors),
+                        (weight_files.to_npz, weight_files.from_npz)]:
         back, meta = read(write(tree, {"vatt_part": "all"}))
         _same_bits(tree, back)
         assert meta["vatt_part"] == "all"
-    data = export.to_safetensors(tree)
+    data = weight_files.to_safetensors(tree)
     n = int.from_bytes(data[:8], "little")
     assert n % 8 == 0 and len(data) == 8 + n + sum(np.asarray(v).nbytes for v in tree.values())
 
@@ -44,19 +44,19 @@ def test_export_reloads_bit_for_bit(one_device_runs, tmp_path, capsys):
     out = str(tmp_path / "model.safetensors")
     assert export.main([f"--workdir={workdir}", f"--output={out}"]) == 0
     assert f"Exported {len(want)} arrays" in capsys.readouterr().out
-    _same_bits(want, export.load(out))
-    assert export.load_metadata(out)["vatt_part"] == "all"
+    _same_bits(want, weight_files.load(out))
+    assert weight_files.load_metadata(out)["vatt_part"] == "all"
     with open(os.path.join(workdir, "config.json")) as f, open(out + ".config.json") as g:
         assert json.load(f) == json.load(g)
 
     video = str(tmp_path / "video.npz")
     assert export.main([f"--workdir={workdir}", f"--output={video}", "--part=video"]) == 0
-    got = export.load(video)
+    got = weight_files.load(video)
     _same_bits({k: v for k, v in want.items() if k.startswith("video_backbone/")}, got)
     assert got and all(k.startswith("video_backbone/") for k in got)
     assert any("/encoder/" in k for k in got) and any("/tokenizer/" in k for k in got)
     with np.load(video, allow_pickle=False) as z:  # plain NumPy reads it, without pickle
-        assert set(z.files) == set(got) | {export.METADATA}
+        assert set(z.files) == set(got) | {weight_files.METADATA}
     assert os.path.exists(video + ".config.json")
 
 

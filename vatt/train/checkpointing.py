@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from vatt import paths
+from vatt import paths, weight_files
 from vatt.models.transfer import flatten_tree
 
 
@@ -142,8 +142,15 @@ def load_model_tree(path: str) -> dict[str, np.ndarray]:
     """Flat {"video_backbone/encoder/...": array} of a checkpoint's params and `rest` (batch-norm
     statistics, frozen embeddings). Host numpy arrays; no target shapes or shardings needed.
 
-    path: a workdir, its checkpoints/ folder, a step folder or a state folder.
+    path: a workdir, its checkpoints/ folder, a step folder or a state folder; or a file written
+      by ``python -m vatt.export`` (.safetensors / .npz, vatt.weight_files), whose paths are the
+      checkpoint's, so an exported model (or one backbone of it) is a warm start too.
     """
+    if weight_files.is_weight_file(path):
+        if not paths.exists(paths.resolve(path)):
+            raise FileNotFoundError(f"init_from={path!r}: no such file (an exported "
+                                    ".safetensors / .npz, as python -m vatt.export writes)")
+        return weight_files.load(path)
     state_dir = checkpoint_state_dir(path)
     with ocp.StandardCheckpointer() as ckptr:
         restored = ckptr.restore(state_dir)
