@@ -560,8 +560,9 @@ def test_round_trip_convert_zeroshot_finetune_export_reload(pretrain_ckpt, tmp_p
 
     tuned, losses = finetune(converted, "finetune")
     assert len(losses) == 2 and all(np.isfinite(losses))
-    tuned_tree = load_model_tree(tuned)
-    start = load_model_tree(converted)["video_backbone/tokenizer/voxel_proj/kernel"]
+    trees = {tuned: load_model_tree(tuned), converted: load_model_tree(converted)}
+    tuned_tree = trees[tuned]
+    start = trees[converted]["video_backbone/tokenizer/voxel_proj/kernel"]
     moved = tuned_tree["backbone/tokenizer/voxel_proj/kernel"]
     assert not np.array_equal(moved, start)  # trained ...
     np.testing.assert_allclose(moved, start, atol=0.05)  # ... from the converted weights
@@ -575,7 +576,7 @@ def test_round_trip_convert_zeroshot_finetune_export_reload(pretrain_ckpt, tmp_p
         files[name] = str(tmp_path / f"{name}.safetensors")
         assert export.main([f"--workdir={source}", f"--output={files[name]}",
                             f"--part={part}"]) == 0
-        want = export.select(load_model_tree(source), part,
+        want = export.select(trees[source], part,
                              json.loads((tmp_path / f"{name}.safetensors.config.json")
                                         .read_text()))
         got = weight_files.load(files[name])

@@ -29,8 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vatt import paths
-from vatt import weight_files
+from vatt import paths, weight_files
 
 PARTS = ("all", "video", "audio", "text")
 CONFIG_SUFFIX = ".config.json"
@@ -71,8 +70,7 @@ def export(workdir: str, output: str, part: str = "all") -> dict:
     to `output`.config.json; returns {"output", "config", "arrays", "bytes", "state_dir"}."""
     from vatt.train.checkpointing import checkpoint_state_dir, load_model_tree
 
-    if not weight_files.is_weight_file(output):
-        raise ExportError(f"--output={output}: name the file <name>.safetensors or <name>.npz")
+    weight_files.file_format(output, "--output")
     if part not in PARTS:
         raise ExportError(f"--part={part!r} is not known: use one of {', '.join(PARTS)}")
     config_path = paths.join(workdir, "config.json")

@@ -41,11 +41,13 @@ def is_weight_file(path: str) -> bool:
     return str(path).endswith(FORMATS)
 
 
-def file_format(path: str) -> str:
-    """The suffix in FORMATS that `path` ends with, or WeightFileError."""
+def file_format(path: str, what: str = "") -> str:
+    """The suffix in FORMATS that `path` ends with, or WeightFileError naming `what` (e.g.
+    "--output") when given."""
     ext = next((e for e in FORMATS if str(path).endswith(e)), None)
     if ext is None:
-        raise WeightFileError(f"{path}: name the file <name>.safetensors or <name>.npz")
+        name = f"{what}={path}" if what else str(path)
+        raise WeightFileError(f"{name}: name the file <name>.safetensors or <name>.npz")
     return ext
 
 
