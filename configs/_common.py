@@ -29,6 +29,10 @@ def run_keys(task: str, variant: str) -> ml_collections.ConfigDict:
     config.nonfinite = "skip"
     config.debug_nan_at_step = -1     # fault injection for tests: this step's loss becomes NaN
     config.memory_limit_gib = 0.0     # per-device budget of the compiled step (0: the device's)
+    # Contrastive gradient accumulation (GradCache; vatt.train.grad_cache), pretraining only:
+    # N > 1 computes the global batch's exact loss and gradients in N chunks with about 1/N of
+    # the activation memory (batch_size must be divisible by devices x N). 1: all at once.
+    config.accumulation_steps = 1
     config.init_from = ""             # a pretraining workdir / checkpoint whose weights to load
     config.evals = ml_collections.ConfigDict()  # extra evaluators (vatt.evaluation.registry)
     # Experiment tracking beside metrics.jsonl and TensorBoard (vatt.tracking; process 0 only):

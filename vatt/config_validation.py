@@ -91,6 +91,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
         _require(value >= 1 and value % multiple == 0,
                  f"config.{key}={value} is not divisible by the {multiple} devices: use a multiple "
                  f"of {multiple}, such as {max(multiple, (value // multiple + 1) * multiple)}")
+    _validate_accumulation(config, multiple)
     _require(config.memory_limit_gib >= 0,
              f"config.memory_limit_gib={config.memory_limit_gib} must be >= 0 (0: the device's)")
     if "model" in config:
@@ -133,6 +134,25 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
         _require(not config.tracking.wandb or wandb_available(),
                  "config.tracking.wandb=True but the wandb package is not installed: "
                  f"{INSTALL_HINT}, or set config.tracking.wandb=False")
+
+
+def _validate_accumulation(config: ml_collections.ConfigDict, devices: int) -> None:
+    """config.accumulation_steps: an integer >= 1; > 1 only for pretraining (GradCache), with
+    a batch that every chunk spreads evenly over the devices."""
+    steps = config.get("accumulation_steps", 1)
+    _require(isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1,
+             f"config.accumulation_steps={steps!r} must be an integer >= 1 (1: no accumulation)")
+    if steps == 1:
+        return
+    _require(config.task == "pretrain",
+             f"config.accumulation_steps={steps}: contrastive gradient accumulation is for "
+             f"pretraining only; task {config.task!r} needs 1 (lower config.batch_size instead)")
+    multiple = devices * steps
+    _require(config.batch_size % multiple == 0,
+             f"config.batch_size={config.batch_size} is not divisible by {devices} devices x "
+             f"{steps} accumulation steps: each chunk must spread evenly over the devices; use a "
+             f"multiple of {multiple}, such as "
+             f"{max(multiple, (config.batch_size // multiple + 1) * multiple)}")
 
 
 def _validate_model(model: ml_collections.ConfigDict) -> None:

@@ -16,7 +16,8 @@ from vatt.bench.step import CONFIG_FILE, run_case
 from vatt.train.step import OutOfMemoryError
 
 COLUMNS = (("case", 52), ("B/dev", 6), ("step ms", 9), ("steps/s", 8), ("clips/s", 9),
-           ("GFLOP/step", 11), ("/3xfwd", 7), ("TFLOP/s", 8), ("MFU", 6), ("compile s", 9))
+           ("GFLOP/step", 11), ("/3xfwd", 7), ("TFLOP/s", 8), ("MFU", 6), ("compile s", 9),
+           ("temp MiB", 9))
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -45,6 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--remats", default="", help="e.g. none,full,dots_saveable")
     p.add_argument("--attentions", default="", help="e.g. xla,cudnn (cudnn: GPU only)")
     p.add_argument("--matmul_size", type=int, default=0, help="0: 2048 on CPU, 8192 otherwise")
+    p.add_argument("--accumulation", default="",
+                   help="e.g. 1,2,4,8: instead of the suite, the step of each --configs at one "
+                        "global batch with config.accumulation_steps=N (GradCache): temporaries "
+                        "(temp MiB), time and step-1 loss per N")
     p.add_argument("--config_file", default=CONFIG_FILE,
                    help="pretraining config file or shipped config name")
     p.add_argument("--json_out", default="", help="also write the full results here")
@@ -62,7 +67,8 @@ def _row_text(r: dict[str, Any]) -> str:
     cells = (r["name"], r["batch_per_device"], f"{r['step_s'] * 1e3:.1f}",
              f"{r['steps_per_s']:.3f}", f"{r['clips_per_s']:.2f}",
              f"{r['flops_per_step'] / 1e9:.1f}", f"{r['flops_per_step'] / r['flops_3x_forward']:.2f}",
-             f"{r['achieved_flops'] / 1e12:.3f}", f"{100 * r['mfu']:.1f}%", f"{r['compile_s']:.1f}")
+             f"{r['achieved_flops'] / 1e12:.3f}", f"{100 * r['mfu']:.1f}%", f"{r['compile_s']:.1f}",
+             f"{r['temp_bytes'] / 2**20:.1f}")
     return " ".join(f"{str(c):<{w}}" if i == 0 else f"{str(c):>{w}}"
                     for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS)))
 
@@ -73,10 +79,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dev = devices[0]
     n = len(devices)
     on_cpu = dev.platform == "cpu"
-    case_list = suite.cases(
-        args.suite, list(_names(args.configs)), batch_per_device=args.batch_per_device,
-        layers=args.layers, keeps=_floats(args.keeps), dtypes=_names(args.dtypes) or None,
-        remats=_names(args.remats) or None, attentions=_names(args.attentions) or None)
+    if args.accumulation:
+        case_list = suite.accumulation_cases(
+            list(_names(args.configs)), tuple(int(n) for n in _names(args.accumulation)),
+            batch_per_device=args.batch_per_device, layers=args.layers)
+    else:
+        case_list = suite.cases(
+            args.suite, list(_names(args.configs)), batch_per_device=args.batch_per_device,
+            layers=args.layers, keeps=_floats(args.keeps), dtypes=_names(args.dtypes) or None,
+            remats=_names(args.remats) or None, attentions=_names(args.attentions) or None)
     if on_cpu:  # cuDNN attention needs a GPU
         case_list = [c for c in case_list if c.attention != "cudnn"]
 

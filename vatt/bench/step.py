@@ -37,7 +37,9 @@ class Case:
     batch_per_device: clips per device; 0 = the largest that the compiled step fits (accelerators).
     keep: DropToken keep rate on video and audio (None: the config's, 0.5 for the paper variants).
     layers: override of every encoder's num_layers (0: the config's).
-    group: what the row compares ("droptoken", "dtype", "remat", "attention", "config").
+    group: what the row compares ("droptoken", "dtype", "remat", "attention", "config",
+      "accumulation").
+    accumulation: config.accumulation_steps (contrastive gradient accumulation, GradCache).
     """
     variant: str
     batch_per_device: int = 1
@@ -47,13 +49,15 @@ class Case:
     attention: str = "xla"
     layers: int = 0
     group: str = "config"
+    accumulation: int = 1
 
     @property
     def name(self) -> str:
         keep = "cfg" if self.keep is None else f"{round(self.keep * 100)}%"
         layers = f" L{self.layers}" if self.layers else ""
+        acc = f" acc={self.accumulation}" if self.accumulation > 1 else ""
         return (f"{self.variant}{layers} keep={keep} {self.dtype} remat={self.remat} "
-                f"attn={self.attention}")
+                f"attn={self.attention}{acc}")
 
 
 def case_config(case: Case, batch_per_device: int, num_devices: int,
@@ -62,6 +66,7 @@ def case_config(case: Case, batch_per_device: int, num_devices: int,
     overrides applied."""
     config = config_files.load(f"{config_file}:{case.variant}")
     config.batch_size = batch_per_device * num_devices
+    config.accumulation_steps = case.accumulation
     model = config.model
     model.dtype = case.dtype
     model.remat_policy = case.remat
@@ -151,8 +156,10 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
 
     Returns a row: step_s (median of `reps` blocked steps after `warmup`), steps_per_s,
     clips_per_s, flops_per_step (model FLOPs, global: compiled cost analysis x devices, or for a
-    remat case the same step without remat), hw_flops_per_step (what the compiled step runs,
-    remat recomputation included), flops_3x_forward (cross-check: 3 x summary.forward_gflops),
+    remat case the same step without remat; for an accumulated case the same step at
+    accumulation 1), hw_flops_per_step (what the compiled step runs, remat recomputation
+    included; XLA counts a loop body once, so an accumulated step's figure is not N passes),
+    temp_bytes (the compiled step's temporaries per device: memory_analysis), flops_3x_forward (cross-check: 3 x summary.forward_gflops),
     achieved_flops (model FLOPs / step_s), compile_s, loss, and the case's settings.
     """
     mesh = mesh_lib.make_mesh(-1)
@@ -190,12 +197,14 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
         compiled = compile_with_memory_check(step_fn, state, batch, controls, verbose=False)
         compile_s = time.perf_counter() - t
         hw_flops = _flops(compiled.cost_analysis()) * n  # cost analysis is per device (SPMD)
-        if case.remat == "none":
+        temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
+        if case.remat == "none" and case.accumulation == 1:
             model_flops = hw_flops
         else:
-            nore = ml_collections.ConfigDict(config.to_dict())
-            nore.model.remat_policy = "none"
-            model_flops = abstract_step_flops(nore, mesh)
+            plain = ml_collections.ConfigDict(config.to_dict())
+            plain.model.remat_policy = "none"
+            plain.accumulation_steps = 1
+            model_flops = abstract_step_flops(plain, mesh)
         state, metrics = compiled(state, batch, controls)
         # Step 1 on the initial parameters: what the xla-vs-cudnn numerics comparison reads.
         first = {k: float(np.asarray(v)) for k, v in jax.device_get(
@@ -217,7 +226,8 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
         "name": case.name, "group": case.group, "variant": case.variant,
         "layers": case.layers, "keep": case.keep if case.keep is not None else
         float(config.model.video.droptoken_keep), "dtype": case.dtype, "remat": case.remat,
-        "attention": case.attention, "devices": n, "batch_per_device": bpd,
+        "attention": case.attention, "accumulation": case.accumulation, "devices": n,
+        "batch_per_device": bpd, "temp_bytes": temp_bytes,
         "global_batch": config.batch_size, "reps": reps, "step_s": step_s,
         "step_s_min": min(times), "steps_per_s": 1.0 / step_s,
         "clips_per_s": config.batch_size / step_s, "flops_per_step": model_flops,

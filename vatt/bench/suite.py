@@ -52,6 +52,22 @@ def cases(suite: str, configs: list[str], *, batch_per_device: int | None = None
     return out
 
 
+def accumulation_cases(configs: list[str], steps: tuple[int, ...], *,
+                       batch_per_device: int | None = None,
+                       layers: int | None = None) -> list[Case]:
+    """Contrastive gradient accumulation (config.accumulation_steps) at one global batch: a
+    row per N in `steps` for each config (tiny: 64 clips per device; others: `steps`' largest
+    N clips per device, the fewest every N divides), group "accumulation"."""
+    out: list[Case] = []
+    for variant in configs:
+        tiny = variant == "tiny"
+        bpd = batch_per_device if batch_per_device is not None else (64 if tiny else max(steps))
+        lay = layers if layers is not None else (0 if tiny else CPU_LAYERS)
+        out += [Case(variant=variant, batch_per_device=bpd, layers=lay, accumulation=n,
+                     group="accumulation") for n in steps]
+    return out
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Headline figures: droptoken_step_time_ratio (keep 50% over keep 100% of the sweep config,
     same run), mfu (the sweep config at keep 50%, the suite's default settings), and the
@@ -66,6 +82,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                    mfu_case=ref["name"])
         if 1.0 in drop:
             out["mfu_keep100"] = drop[1.0].get("mfu")
+    acc = {r["accumulation"]: r for r in rows if r["group"] == "accumulation" and "error" not in r}
+    if 1 in acc:
+        # Peak temporaries of N chunks over the whole batch at once, and the step-1 loss (the
+        # same parameters, batch and random streams: equal up to float rounding).
+        ref = acc[1]
+        out["accumulation_temp_ratio"] = {n: r["temp_bytes"] / ref["temp_bytes"]
+                                          for n, r in sorted(acc.items())}
+        out["accumulation_loss_rel_diff"] = {
+            n: abs(r["first_loss"] - ref["first_loss"]) / max(abs(ref["first_loss"]), 1e-12)
+            for n, r in sorted(acc.items())}
     att = [r for r in rows if r["group"] == "attention" and "error" not in r]
     if att and 0.5 in drop:
         ref = drop[0.5]

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.errors import TraceContextError
 
+from vatt.models import row_random
 from vatt.models.droptoken import drop_tokens
 from vatt.models.tokenizers import AudioTokenizer, TextTokenizer, VideoTokenizer
 from vatt.models.transformer import Encoder
@@ -82,9 +83,17 @@ class ModalityBackbone(nnx.Module):
         return self.post_proj.out_features if self.post_proj is not None else self.encoder.d_model
 
     def __call__(self, x: jax.Array, *, training: bool = False, rngs: RngsLike = None,
-                 return_layers: bool = False, droptoken: bool = True) -> dict[str, Any]:
-        """droptoken=False disables DropToken even when training (fine-tuning)."""
-        dropout_key = stream_key(rngs, "dropout", training)
+                 return_layers: bool = False, droptoken: bool = True,
+                 rows: jax.Array | None = None) -> dict[str, Any]:
+        """droptoken=False disables DropToken even when training (fine-tuning).
+
+        rows: int32 [B], the global example index of each row of x. Given, every dropout mask
+        and DropToken "sample" subset of row b is drawn from (key, rows[b])
+        (vatt.models.row_random), so a row's randomness does not depend on the rest of the
+        batch: what contrastive gradient accumulation needs (vatt.train.grad_cache). None:
+        one draw for the whole batch, as before.
+        """
+        dropout_key = row_random.with_rows(stream_key(rngs, "dropout", training), rows)
         mask = None
         if isinstance(self.tokenizer, TextTokenizer):
             tokens, mask = self.tokenizer(x)
@@ -92,12 +101,13 @@ class ModalityBackbone(nnx.Module):
             tokens = self.tokenizer(x)
         k_embed = k_enc = None
         if dropout_key is not None:
-            k_embed, k_enc = jax.random.split(dropout_key)
-        tokens = self.embed_dropout(tokens, deterministic=not training, rngs=k_embed)
+            k_embed, k_enc = row_random.split(dropout_key, 2)
+        tokens = row_random.dropout(self.embed_dropout, tokens, deterministic=not training,
+                                    key=k_embed)
         # DropToken never on text (it carries the pad mask), never at evaluation.
         if training and droptoken and mask is None and self.droptoken_keep < 1.0:
-            tokens = drop_tokens(tokens, self.droptoken_keep, stream_key(rngs, "droptoken", True),
-                                 self.droptoken_mode)
+            key = row_random.with_rows(stream_key(rngs, "droptoken", True), rows)
+            tokens = drop_tokens(tokens, self.droptoken_keep, key, self.droptoken_mode)
         b = tokens.shape[0]
         agg = jnp.broadcast_to(self.tokenizer.agg_token[...].astype(tokens.dtype),
                                (b, 1, tokens.shape[-1]))

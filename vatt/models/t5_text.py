@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vatt.models import row_random
 from vatt.models.backbone import RngsLike, stream_key
 from vatt.models.tokenizers import embed_words, word_embedding
 from vatt.models.transformer import MLP, REMAT_POLICIES
@@ -97,7 +98,7 @@ class T5Attention(nnx.Module):
         self.out = _dense(d_model, d_model, dtype, rngs)
         self.dropout = nnx.Dropout(dropout_rate)
 
-    def __call__(self, x: jax.Array, bias: jax.Array, key: jax.Array | None) -> jax.Array:
+    def __call__(self, x: jax.Array, bias: jax.Array, key: row_random.Key | None) -> jax.Array:
         b, n, d = x.shape
         split = lambda t: t.reshape(b, n, self.num_heads, d // self.num_heads)
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
@@ -105,7 +106,7 @@ class T5Attention(nnx.Module):
         # are accumulated and soft-maxed in float32 even when activations are bfloat16.
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
         weights = jax.nn.softmax(logits + bias, axis=-1).astype(v.dtype)
-        weights = self.dropout(weights, deterministic=key is None, rngs=key)
+        weights = row_random.dropout(self.dropout, weights, deterministic=key is None, key=key)
         y = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return self.out(y.reshape(b, n, d))
 
@@ -129,18 +130,19 @@ class T5Block(nnx.Module):
                        rngs=rngs)
         self.dropout = nnx.Dropout(dropout_rate)
 
-    def __call__(self, x: jax.Array, bias: jax.Array, key: jax.Array | None) -> jax.Array:
+    def __call__(self, x: jax.Array, bias: jax.Array, key: row_random.Key | None) -> jax.Array:
         det = key is None
         k1 = k2 = k3 = k4 = None
         if key is not None:
-            k1, k2, k3, k4 = jax.random.split(key, 4)
-        x = x + self.dropout(self.attn(self.ln_attn(x), bias, k1), deterministic=det, rngs=k2)
+            k1, k2, k3, k4 = row_random.split(key, 4)
+        drop = lambda t, k: row_random.dropout(self.dropout, t, deterministic=det, key=k)
+        x = x + drop(self.attn(self.ln_attn(x), bias, k1), k2)
         y = self.mlp(self.ln_mlp(x), deterministic=det, key=k3)
-        return x + self.dropout(y, deterministic=det, rngs=k4)
+        return x + drop(y, k4)
 
 
 def _apply_block(block: T5Block, x: jax.Array, bias: jax.Array,
-                 key: jax.Array | None) -> jax.Array:
+                 key: row_random.Key | None) -> jax.Array:
     return block(x, bias, key)
 
 
@@ -192,22 +194,23 @@ class T5Encoder(nnx.Module):
         return bias
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None,
-                 dropout_key: jax.Array | None = None,
+                 dropout_key: row_random.Key | None = None,
                  return_all: bool = False) -> tuple[jax.Array, list[jax.Array]]:
         apply: Callable[..., jax.Array] = _apply_block
         if self.remat_policy != "none":
             apply = nnx.remat(_apply_block, policy=REMAT_POLICIES[self.remat_policy])
         det = dropout_key is None
-        fold = (lambda i: None) if det else (lambda i: jax.random.fold_in(dropout_key, i))
+        fold = (lambda i: None) if det else (lambda i: row_random.fold_in(dropout_key, i))
+        drop = lambda t, k: row_random.dropout(self.dropout, t, deterministic=det, key=k)
         bias = self.position_bias(x.shape[1], mask)
         # Keys 0..L-1 for the blocks, L for the input dropout and L+1 for the final one.
-        x = self.dropout(x, deterministic=det, rngs=fold(self.num_layers))
+        x = drop(x, fold(self.num_layers))
         outs = []
         for i, block in enumerate(self.blocks):
             x = apply(block, x, bias, fold(i))
             if return_all:
                 outs.append(x)
-        y = self.dropout(self.final_ln(x), deterministic=det, rngs=fold(self.num_layers + 1))
+        y = drop(self.final_ln(x), fold(self.num_layers + 1))
         return y, outs
 
 
@@ -254,9 +257,12 @@ class T5TextBackbone(nnx.Module):
         self.encoder = encoder
 
     def __call__(self, ids: jax.Array, *, training: bool = False, rngs: RngsLike = None,
-                 return_layers: bool = False, droptoken: bool = True) -> dict[str, Any]:
+                 return_layers: bool = False, droptoken: bool = True,
+                 rows: jax.Array | None = None) -> dict[str, Any]:
+        """rows: int32 [B], the global example index of each row: per-example dropout masks
+        (vatt.models.row_random); None: one mask for the batch, as before."""
         del droptoken
-        dropout_key = stream_key(rngs, "dropout", training)
+        dropout_key = row_random.with_rows(stream_key(rngs, "dropout", training), rows)
         tokens, mask = self.tokenizer(ids)
         y, outs = self.encoder(tokens, mask, dropout_key, return_all=return_layers)
         out: dict[str, Any] = {"pooled": y[:, 0].astype(jnp.float32)}

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vatt.models import row_random
+
 ATTENTION_IMPLS = ("xla", "cudnn")
 # Remat policy names -> jax.checkpoint policies. "none" disables remat; "full" recomputes
 # everything in the backward pass (same as "nothing_saveable").
@@ -56,9 +58,9 @@ class MultiHeadAttention(nnx.Module):
         self.out = nnx.Linear(d_model, d_model, **lin)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None,
-                 key: jax.Array | None = None) -> jax.Array:
-        """x [B, N, D]; mask [B, N] bool (True = attend to this key) or None; key: PRNG key of
-        the attention-probability dropout (None, or a rate of 0: none)."""
+                 key: row_random.Key | None = None) -> jax.Array:
+        """x [B, N, D]; mask [B, N] bool (True = attend to this key) or None; key: PRNG key
+        (or RowKeys) of the attention-probability dropout (None, or a rate of 0: none)."""
         b, n, d = x.shape
         split = lambda t: t.reshape(b, n, self.num_heads, d // self.num_heads)
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
@@ -71,14 +73,14 @@ class MultiHeadAttention(nnx.Module):
         return self.out(y.reshape(b, n, d))
 
     def _attend_with_dropout(self, q: jax.Array, k: jax.Array, v: jax.Array,
-                             attn_mask: jax.Array | None, key: jax.Array) -> jax.Array:
+                             attn_mask: jax.Array | None, key: row_random.Key) -> jax.Array:
         """softmax(q k^T / sqrt(d_head)) with dropout on the probabilities, then @ v."""
         scale = 1.0 / float(q.shape[-1]) ** 0.5
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
         if attn_mask is not None:
             logits = jnp.where(attn_mask, logits, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-        weights = self.attn_dropout(weights, deterministic=False, rngs=key)
+        weights = row_random.dropout(self.attn_dropout, weights, deterministic=False, key=key)
         return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
 
 
@@ -93,9 +95,10 @@ class MLP(nnx.Module):
         self.fc2 = nnx.Linear(mlp_dim, d_model, **lin)
         self.dropout = nnx.Dropout(dropout_rate)
 
-    def __call__(self, x: jax.Array, *, deterministic: bool, key: jax.Array | None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, deterministic: bool,
+                 key: row_random.Key | None) -> jax.Array:
         h = jax.nn.gelu(self.fc1(x), approximate=False)
-        h = self.dropout(h, deterministic=deterministic, rngs=key)
+        h = row_random.dropout(self.dropout, h, deterministic=deterministic, key=key)
         return self.fc2(h)
 
 
@@ -113,31 +116,34 @@ class EncoderBlock(nnx.Module):
         self.mlp = MLP(d_model, mlp_dim, dtype=dtype, dropout_rate=dropout_rate, rngs=rngs)
         self.dropout = nnx.Dropout(dropout_rate)
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None, key: jax.Array | None) -> jax.Array:
-        """x [B, N, D]; mask [B, N] or None; key: dropout PRNG key, None = deterministic."""
+    def __call__(self, x: jax.Array, mask: jax.Array | None,
+                 key: row_random.Key | None) -> jax.Array:
+        """x [B, N, D]; mask [B, N] or None; key: dropout PRNG key (or RowKeys: per-example
+        masks, vatt.models.row_random), None = deterministic."""
         det = key is None
         k1 = k2 = k3 = None
         if key is not None:
-            k1, k2, k3 = jax.random.split(key, 3)
+            k1, k2, k3 = row_random.split(key, 3)
         # The attention-probability key is derived only when that dropout is on, so a model
         # without it traces exactly the program it always had.
-        k_attn = (jax.random.fold_in(key, 3)
+        k_attn = (row_random.fold_in(key, 3)
                   if key is not None and self.attn.attention_dropout_rate > 0.0 else None)
-        x = x + self.dropout(self.attn(self.ln_attn(x), mask, k_attn), deterministic=det,
-                             rngs=k1)
+        drop = lambda t, k: row_random.dropout(self.dropout, t, deterministic=det, key=k)
+        x = x + drop(self.attn(self.ln_attn(x), mask, k_attn), k1)
         y = self.mlp(self.ln_mlp(x), deterministic=det, key=k2)
-        return x + self.dropout(y, deterministic=det, rngs=k3)
+        return x + drop(y, k3)
 
 
 def _apply_block(block: EncoderBlock, x: jax.Array, mask: jax.Array | None,
-                 key: jax.Array | None) -> jax.Array:
+                 key: row_random.Key | None) -> jax.Array:
     return block(x, mask, key)
 
 
 class Encoder(nnx.Module):
     """Stack of pre-LN blocks plus a final LayerNorm [plus dropout: ``final_dropout``].
 
-    Call: x [B, N, D], mask [B, N] bool or None, dropout_key (None = no dropout) ->
+    Call: x [B, N, D], mask [B, N] bool or None, dropout_key (None = no dropout; a RowKeys:
+    per-example masks) ->
     (y [B, N, D] after the final LN, per-block outputs list of [B, N, D] if return_all else []).
     """
 
@@ -163,20 +169,20 @@ class Encoder(nnx.Module):
         self.remat_policy = remat_policy or "none"
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None,
-                 dropout_key: jax.Array | None = None,
+                 dropout_key: row_random.Key | None = None,
                  return_all: bool = False) -> tuple[jax.Array, list[jax.Array]]:
         apply = _apply_block
         if self.remat_policy != "none":
             apply = nnx.remat(_apply_block, policy=REMAT_POLICIES[self.remat_policy])
         outs = []
         for i, block in enumerate(self.blocks):
-            key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
+            key = None if dropout_key is None else row_random.fold_in(dropout_key, i)
             x = apply(block, x, mask, key)
             if return_all:
                 outs.append(x)
         y = self.final_ln(x)
         if self.final_dropout is not None and dropout_key is not None:
             # Blocks use fold_in(key, i) for i < num_layers: num_layers is free.
-            y = self.final_dropout(y, deterministic=False,
-                                   rngs=jax.random.fold_in(dropout_key, self.num_layers))
+            y = row_random.dropout(self.final_dropout, y, deterministic=False,
+                                   key=row_random.fold_in(dropout_key, self.num_layers))
         return y, outs

@@ -15,6 +15,10 @@ positions, and a Dense(post_proj_dim, GELU) after the final LayerNorm (the backb
 fine-tuned checkpoints).
 ``VATT.backbone(modality)`` returns a ModalityBackbone for either layout (for the shared layout a
 view over the modality's tokenizer and the shared encoder), e.g. to fine-tune one modality.
+The forward pass is two halves, ``model(...) == model.project(model.features(...))``: the
+backbones to pooled per-modality features, then the common-space heads (with their BatchNorm).
+Contrastive gradient accumulation (vatt.train.grad_cache) runs the first half in chunks and the
+second once on the whole batch.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from vatt.models import row_random
 from vatt.models.backbone import ModalityBackbone, RngsLike, fold_rngs
 from vatt.models.heads import CommonSpaceHeads
 from vatt.models.t5_text import T5Encoder, T5TextBackbone, T5TextTokenizer
@@ -198,30 +203,56 @@ class VATT(nnx.Module):
                                 post_proj=getattr(self, f"{modality}_post_proj"))
 
     def encode(self, modality: str, x: jax.Array, *, training: bool = False,
-               rngs: RngsLike = None, return_layers: bool = False) -> dict[str, Any]:
-        """Backbone only. Text [B,K,L] is folded to [B*K,L] and unfolded: pooled [B,K,D]."""
+               rngs: RngsLike = None, return_layers: bool = False,
+               rows: jax.Array | None = None) -> dict[str, Any]:
+        """Backbone only. Text [B,K,L] is folded to [B*K,L] and unfolded: pooled [B,K,D].
+
+        rows: int32 [B], the global example index of each clip: per-example randomness
+        (ModalityBackbone); the K captions of clip b draw as rows b*K..b*K+K-1.
+        """
         lead = None
         if modality == "text" and x.ndim == 3:
             lead = x.shape[:2]
             x = x.reshape(-1, x.shape[-1])
+            rows = row_random.repeat_rows(rows, lead[1])
         rngs = fold_rngs(rngs, MODALITIES.index(modality))
         out = self.backbone(modality)(x, training=training, rngs=rngs,
-                                      return_layers=return_layers)
+                                      return_layers=return_layers, rows=rows)
         if lead is not None:
             out = jax.tree.map(lambda a: a.reshape(*lead, a.shape[-1]), out)
+        return out
+
+    def features(self, video: jax.Array | None = None, audio: jax.Array | None = None,
+                 text: jax.Array | None = None, *, training: bool = False,
+                 rngs: RngsLike = None, return_layers: bool = False,
+                 rows: jax.Array | None = None) -> dict[str, dict[str, Any]]:
+        """The backbones only: {m: {"pooled": [B, D_m] (text [B, K, D_t]), ["layers"]}} for
+        the given modalities, drawn in the order video, audio, text (an nnx.Rngs advances in
+        that order). Row b depends on row b of the inputs only (no batch statistics), which is
+        what lets vatt.train.grad_cache compute it in chunks.
+        rows: int32 [B] global example indices: per-example randomness (see encode)."""
+        inputs = {"video": video, "audio": audio, "text": text}
+        return {m: self.encode(m, x, training=training, rngs=rngs, return_layers=return_layers,
+                               rows=rows)
+                for m, x in inputs.items() if x is not None}
+
+    def project(self, features: dict[str, dict[str, Any]], *,
+                training: bool = False) -> dict[str, dict[str, Any]]:
+        """The common-space heads on `features` (VATT.features' output): a new dict with each
+        modality's entries plus its "va" / "vt" embeddings. BatchNorm statistics are those of
+        the rows given (the whole global batch under jit)."""
+        out = {m: dict(o) for m, o in features.items()}
+        spaces = self.heads({m: o["pooled"] for m, o in out.items()}, training=training)
+        for m, emb in spaces.items():
+            out[m].update(emb)
         return out
 
     def __call__(self, video: jax.Array | None = None, audio: jax.Array | None = None,
                  text: jax.Array | None = None, *, training: bool = False,
                  rngs: RngsLike = None,
                  return_layers: bool = False) -> dict[str, dict[str, Any]]:
-        inputs = {"video": video, "audio": audio, "text": text}
-        out = {m: self.encode(m, x, training=training, rngs=rngs, return_layers=return_layers)
-               for m, x in inputs.items() if x is not None}
-        spaces = self.heads({m: o["pooled"] for m, o in out.items()}, training=training)
-        for m, emb in spaces.items():
-            out[m].update(emb)
-        return out
+        return self.project(self.features(video, audio, text, training=training, rngs=rngs,
+                                          return_layers=return_layers), training=training)
 
 
 def build_model(model_config: ml_collections.ConfigDict, *, rngs: nnx.Rngs) -> VATT:

@@ -177,15 +177,32 @@ class PretrainTask:
             self.config.data, global_batch_size=self.config.batch_size, training=True,
             seed=self.config.seed, process_index=process_index, process_count=process_count))
 
-    def loss_fn(self, model: nnx.Module, batch: dict[str, jax.Array], rngs: nnx.Rngs
-                ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        out = model(video=batch["video"], audio=batch["audio"], text=batch["text"],
-                    training=True, rngs=rngs)
+    def embed(self, model: nnx.Module, batch: dict[str, jax.Array], rngs: nnx.Rngs,
+              rows: jax.Array) -> dict[str, dict[str, jax.Array]]:
+        """The backbone half of the loss: pooled features {m: {"pooled": [b, D]}} (text
+        [b, K, D]) of `batch`'s b rows, whose global example indices are `rows` (int32 [b]):
+        every dropout mask and DropToken subset of a row is drawn from its index, so a row's
+        features do not depend on which other rows share its chunk (vatt.train.grad_cache)."""
+        return model.features(video=batch["video"], audio=batch["audio"], text=batch["text"],
+                              training=True, rngs=rngs, rows=rows)
+
+    def head_loss(self, model: nnx.Module, features: dict[str, dict[str, jax.Array]],
+                  batch: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The rest of the loss on the whole global batch: the common-space heads (BatchNorm
+        statistics of the global batch), the learned temperature, NCE / MIL-NCE and CKA.
+        features: PretrainTask.embed's output for all B rows; batch: needs "text_mask" [B, K]."""
+        out = model.project(features, training=True)
         temperature = None
         if self.config.loss.learn_temperature:
             # Clip as CLIP does, so the logits cannot blow up (tau >= 0.01).
             temperature = jnp.maximum(jnp.exp(model.log_temperature[...]), 0.01)
         return contrastive_loss(out, batch["text_mask"], self.config.loss, temperature)
+
+    def loss_fn(self, model: nnx.Module, batch: dict[str, jax.Array], rngs: nnx.Rngs
+                ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """head_loss(embed(all rows)): the whole step at once (config.accumulation_steps=1)."""
+        rows = jnp.arange(batch["video"].shape[0], dtype=jnp.int32)
+        return self.head_loss(model, self.embed(model, batch, rngs, rows), batch)
 
     def load_pretrained(self, params: nnx.State, rest: nnx.State, source: dict[str, np.ndarray]
                         ) -> tuple[nnx.State, nnx.State, dict[str, list[str]]]:

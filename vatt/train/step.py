@@ -3,7 +3,8 @@ mesh with the state donated, and compiled once with a memory check before step 1
 it and the benchmark times exactly the same function. The learning-rate schedule's numbers and
 the fault-injection step are an argument (StepControls), so runs that differ only in rate,
 length or injected fault share one compiled program (and the persistent compilation cache
-serves it to every process)."""
+serves it to every process). config.accumulation_steps > 1 computes the same loss and gradients
+in chunks, the GradCache way (vatt.train.grad_cache)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vatt.parallel.mesh import batch_sharding, replicated
+from vatt.train import grad_cache
 from vatt.train.optimizer import Schedule, learning_rate
 from vatt.train.state import TrainState, split_model
 
@@ -44,15 +46,36 @@ def step_controls(config: ml_collections.ConfigDict, schedule: Schedule, mesh: M
     return jax.device_put(controls, replicated(mesh))
 
 
-def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.GradientTransformation,
-                    skip_nonfinite: bool, trainable: Any = nnx.Param) -> Callable:
-    """The pure step (state, batch, controls) -> (state, metrics) that the loop jits.
+def inject_nan(loss: jax.Array, state: TrainState, controls: StepControls) -> jax.Array:
+    """The loss, or NaN at the step controls.nan_at_step names (fault injection for tests)."""
+    return loss * jnp.where(state.step + 1 == controls.nan_at_step, jnp.nan, 1.0)
 
-    tx: the update direction (vatt.train.optimizer.build_optimizer); the step scales it by
-      -learning_rate(controls.schedule, state.step).
+
+def make_loss_and_grads(graphdef: nnx.GraphDef, loss_fn: Callable, trainable: Any = nnx.Param,
+                        accumulation_steps: int = 1,
+                        cached_loss: grad_cache.CachedLoss | None = None,
+                        mesh: Mesh | None = None) -> Callable:
+    """(state, batch, controls) -> (loss, metrics, updated state.rest, d loss / d state.params):
+    the differentiating half of the train step, pure.
+
+    accumulation_steps: 1 differentiates loss_fn on the whole batch at once (the program is
+      the same as before the option existed); N > 1 computes the same loss and gradients with
+      GradCache in N chunks (vatt.train.grad_cache), which needs `cached_loss` (the task's
+      embed / head_loss halves of loss_fn) and, on a mesh, `mesh` (chunks stay sharded).
     """
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps={accumulation_steps} must be >= 1")
+    if accumulation_steps > 1 and cached_loss is None:
+        raise ValueError("accumulation_steps > 1 needs the loss in two halves (embed, head_loss)")
 
-    def train_step(state: TrainState, batch: dict[str, jax.Array], controls: StepControls):
+    def accumulated(state: TrainState, batch: dict[str, jax.Array], controls: StepControls):
+        return grad_cache.loss_and_grads(
+            graphdef, state.params, state.rest, batch, loss=cached_loss,
+            steps=accumulation_steps, make_rngs=lambda: step_rngs(state.rng, state.step),
+            trainable=trainable, mesh=mesh,
+            scale_loss=lambda loss: inject_nan(loss, state, controls))
+
+    def whole(state: TrainState, batch: dict[str, jax.Array], controls: StepControls):
         def compute_loss(params):
             # Rngs are stateful NNX objects: create them inside the differentiated
             # function so they live at the trace level where they are used.
@@ -61,12 +84,32 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
             # otherwise reuse the outer trace's Variables and refuse batch-norm updates).
             model = nnx.merge(graphdef, params, state.rest, copy=True)
             loss, metrics = loss_fn(model, batch, rngs)
-            loss = loss * jnp.where(state.step + 1 == controls.nan_at_step, jnp.nan, 1.0)
+            loss = inject_nan(loss, state, controls)
             _, _, new_rest = split_model(model, trainable)
             return loss, (metrics, new_rest)
 
         (loss, (metrics, new_rest)), grads = jax.value_and_grad(compute_loss, has_aux=True)(
             state.params)
+        return loss, metrics, new_rest, grads
+
+    return accumulated if accumulation_steps > 1 else whole
+
+
+def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.GradientTransformation,
+                    skip_nonfinite: bool, trainable: Any = nnx.Param,
+                    accumulation_steps: int = 1, cached_loss: grad_cache.CachedLoss | None = None,
+                    mesh: Mesh | None = None) -> Callable:
+    """The pure step (state, batch, controls) -> (state, metrics) that the loop jits.
+
+    tx: the update direction (vatt.train.optimizer.build_optimizer); the step scales it by
+      -learning_rate(controls.schedule, state.step).
+    accumulation_steps, cached_loss, mesh: how the gradients are computed (make_loss_and_grads).
+    """
+    loss_and_grads = make_loss_and_grads(graphdef, loss_fn, trainable, accumulation_steps,
+                                         cached_loss, mesh)
+
+    def train_step(state: TrainState, batch: dict[str, jax.Array], controls: StepControls):
+        loss, metrics, new_rest, grads = loss_and_grads(state, batch, controls)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
         lr = learning_rate(controls.schedule, state.step)
         updates = jax.tree.map(lambda u: (u * -lr).astype(u.dtype), updates)
@@ -96,8 +139,13 @@ def jit_train_step(config: ml_collections.ConfigDict, task, graphdef: nnx.GraphD
                    tx: optax.GradientTransformation, state_sharding: Any, mesh: Mesh) -> Callable:
     """The train step jitted with the state's shardings, the batch on `data`, the controls
     replicated and the state donated: what the loop runs and what the benchmark times."""
+    steps = int(config.get("accumulation_steps", 1))
+    if steps > 1 and not grad_cache.supports(task):
+        raise ValueError(f"config.accumulation_steps={steps}: task {config.task!r} has no "
+                         "contrastive gradient accumulation; use 1")
     step = make_train_step(graphdef, task.loss_fn, tx, skip_nonfinite=config.nonfinite == "skip",
-                           trainable=task.trainable)
+                           trainable=task.trainable, accumulation_steps=steps,
+                           cached_loss=task if steps > 1 else None, mesh=mesh)
     return jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh), replicated(mesh)),
                    out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
 
