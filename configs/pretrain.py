@@ -43,6 +43,7 @@ def _pretrain_keys(variant: str) -> ml_collections.ConfigDict:
         "learn_temperature": False,
         "cka_weight": 0.0,       # > 0: add -cka_weight * (CKA(video,text) + CKA(video,audio))
         "cka_kernel": "linear",  # CKA metrics/loss on pooled backbone outputs: linear | rbf
+        "cka_space": "pooled",   # the CKA loss's inputs: pooled backbone outputs | common (FAC embeddings)
     })
     return config
 

@@ -163,3 +163,50 @@ def test_data_flag_runs_the_input_pipeline_benchmark():
     res = main(["--configs=", "--data", "--data_clips=4", "--data_frame_size=32",
                 "--data_num_frames=4", "--matmul_size=128"])
     assert res["rows"] == [] and res["data_clips_per_s_per_core"] > 0
+
+
+def test_gpu_suite_runs_on_cpu_with_tiny_shapes():
+    # The suite that runs on an H100 (bfloat16 first, dots_saveable remat, cuDNN attention, the
+    # largest batch that fits) exercised on CPU so that it cannot rot between GPU sessions: a
+    # memory budget stands in for the accelerator's (CPU reports none), cuDNN rows are skipped
+    # and said so, and the search's answer is the largest power of two that fits.
+    import contextlib
+    import io
+    import json
+
+    from vatt.bench import main
+    from vatt.bench.step import Case, run_case
+    from vatt.train.step import OutOfMemoryError
+
+    budget_gib = 14.5 / 1024  # the tiny L1 step needs ~12.2 MiB at 1 clip, ~13.2 at 2, ~15.8 at 4
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        res = main(["--suite=gpu", "--configs=tiny", "--layers=1", "--keeps=0.5",
+                    "--dtypes=bfloat16", "--remats=none,dots_saveable", "--reps=1",
+                    f"--device_memory_gib={budget_gib}", "--matmul_size=256"])
+    text = buf.getvalue()
+    last = json.loads(text.strip().splitlines()[-1])
+    rows = res["rows"]
+    assert [(r["group"], r["dtype"], r["remat"], r["attention"]) for r in rows] == [
+        ("droptoken", "bfloat16", "none", "xla"), ("remat", "bfloat16", "dots_saveable", "xla")]
+    assert last["skipped"] == ["tiny L1 keep=50% bfloat16 remat=none attn=cudnn"]
+    assert "skipped (cuDNN attention needs a GPU)" in text
+    budget = int(budget_gib * 2**30)
+    for r in rows:
+        bpd = r["batch_per_device"]
+        assert bpd >= 1 and bpd & (bpd - 1) == 0 and r["need_bytes"] <= budget
+        assert r["mfu"] > 0 and r["loss"] == r["loss"]  # finite (NaN != NaN)
+    # The search probes at keep 100% (the most memory) so every keep rate runs its batch; its
+    # answer is maximal: twice as many clips per device do not fit the budget.
+    base = rows[0]["batch_per_device"]
+    assert base >= 2, "the search stopped at its first try: the budget no longer separates"
+    with pytest.raises(OutOfMemoryError, match="lower config.batch_size"):
+        run_case(Case(variant="tiny", batch_per_device=2 * base, keep=1.0, dtype="bfloat16",
+                      layers=1), reps=1, memory_bytes=budget)
+    assert last["mfu_case"] == rows[0]["name"]
+
+
+def test_largest_batch_search_needs_a_budget_on_cpu():
+    from vatt.bench.step import Case, run_case
+    with pytest.raises(ValueError, match="--device_memory_gib"):
+        run_case(Case(variant="tiny", batch_per_device=0, layers=1), reps=1)

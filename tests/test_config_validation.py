@@ -46,7 +46,8 @@ def _typo(value: str) -> str:
 # (config, key) of every key with a fixed set of values.
 FIXED_SET_KEYS = [
     (TINY, "task"), (TINY, "nonfinite"), (TINY, "loss.combine"), (TINY, "loss.mil_nce_variant"),
-    (TINY, "loss.cka_kernel"), (TINY, "optimizer.name"), (TINY, "model.dtype"),
+    (TINY, "loss.cka_kernel"), (TINY, "loss.cka_space"), (TINY, "optimizer.name"),
+    (TINY, "model.dtype"),
     (TINY, "model.attention_impl"), (TINY, "model.remat_policy"),
     (TINY, "model.droptoken_mode"), (TINY, "model.head.kind"), (TINY, "model.head.bn_placement"),
     (TINY, "eval.embedding_map"), ("finetune:synthetic", "finetune.modality"),

@@ -20,7 +20,7 @@ LAYERS = {
     "vatt.main": 5, "vatt.experiment": 5, "vatt.metrics_writer": 5, "vatt.plots": 5,
     "vatt.alignment_report": 5, "vatt.bench": 5, "vatt.config_validation": 5,
     "vatt.config_files": 5, "vatt.testing": 5, "vatt.tracking": 5, "vatt.event_files": 5,
-    "vatt.convert": 5, "vatt.export": 5,
+    "vatt.convert": 5, "vatt.export": 5, "vatt.ablation": 5,
 }
 # The package root holds only its version; anything may import it.
 ROOT_MODULE = "vatt"

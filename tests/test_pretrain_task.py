@@ -234,6 +234,27 @@ def test_cka_weight_adds_minus_lambda_times_the_two_ckas(outputs, loss_cfg, cka_
     assert "train/loss_cka" not in base_metrics
 
 
+def test_cka_space_common_puts_the_loss_on_the_common_space_embeddings(outputs, loss_cfg):
+    import jax
+    from vatt import alignment
+    cka = jax.jit(alignment.cka)
+    out, text_mask = outputs
+    has_text = np.array([b not in NO_TEXT for b in range(B)])
+    vt_v, vt_t = out["video"]["vt"][has_text], out["text"]["vt"][:, 0][has_text]
+    expected = -0.5 * (float(cka(vt_v, vt_t)) + float(cka(out["video"]["va"], out["audio"]["va"])))
+    (pooled_total, pooled), (total, metrics) = contrastive_losses(
+        [(out, with_loss(loss_cfg, cka_weight=0.5)),
+         (out, with_loss(loss_cfg, cka_weight=0.5, cka_space="common"))], text_mask)
+    assert metrics["train/loss_cka"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["train/loss_cka"] == pytest.approx(
+        -0.5 * (metrics["train/cka/common/video_text"] + metrics["train/cka/common/video_audio"]),
+        rel=1e-6)
+    # Another number than the pooled-output term (measured apart by more than 0.01).
+    assert abs(metrics["train/loss_cka"] - pooled["train/loss_cka"]) > 0.01
+    assert total - metrics["train/loss_cka"] == pytest.approx(
+        pooled_total - pooled["train/loss_cka"], rel=1e-6)
+
+
 # --------------------------------------------------------------------------- 2. CKA in the loop
 @pytest.fixture(scope="module")
 def cka_runs(tmp_path_factory, one_device_runs):

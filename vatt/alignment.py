@@ -31,6 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 CKA_KERNELS = ("linear", "rbf")
+# What the CKA alignment loss compares (config.loss.cka_space): pooled backbone outputs or
+# the common-space (FAC) embeddings.
+CKA_SPACES = ("pooled", "common")
 
 
 def _check(x: jax.Array, y: jax.Array, kernel: str, debiased: bool) -> None:

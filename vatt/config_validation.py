@@ -14,7 +14,7 @@ import ml_collections
 
 from vatt import paths
 from vatt.errors import ConfigError  # noqa: F401  (raised here; callers import it from here too)
-from vatt.alignment import CKA_KERNELS
+from vatt.alignment import CKA_KERNELS, CKA_SPACES
 from vatt.data.pipeline_config import CROPS, EVAL_NUM_CROPS, TOKENIZERS
 from vatt.data.synthetic import FACTOR_NAMES, NUM_COMBINATIONS
 from vatt.evaluation.linear_probe import CLASSIFIERS
@@ -116,6 +116,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
                  "non-negative weights with a positive sum")
         _one_of(config, "loss.mil_nce_variant", MIL_NCE_VARIANTS)
         _one_of(config, "loss.cka_kernel", CKA_KERNELS)
+        _one_of(config, "loss.cka_space", CKA_SPACES)
     if "eval" in config and "num_clips" in config.eval:
         _require(1 <= config.eval.num_clips <= NUM_COMBINATIONS,
                  f"config.eval.num_clips={config.eval.num_clips} must be in [1, {NUM_COMBINATIONS}] so "

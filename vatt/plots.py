@@ -1,4 +1,5 @@
-"""PNG plots of a run: retrieval similarity, recall at k, CKA heatmaps, embedding maps, curves.
+"""PNG plots of a run: retrieval similarity, recall at k, CKA heatmaps, embedding maps, curves,
+and the mean +- std panels of an ablation.
 
 Every function takes host numpy arrays and an output path and writes one PNG (creating the
 folder). They use matplotlib's object API on an Agg canvas (no pyplot, no global backend
@@ -125,6 +126,36 @@ def plot_cka_heatmaps(matrices: Mapping[str, np.ndarray], path: str, *, x_name: 
         ax.set_title(name)
     fig.colorbar(im, ax=list(axes), label="CKA", shrink=0.9)
     # One panel is narrow: wrap a long title instead of letting it run off the figure.
+    fig.suptitle(textwrap.fill(title, width=max(40, int(14 * fig.get_figwidth()))), fontsize=11)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- ablations
+def plot_ablation(labels: Sequence[str], panels: Mapping[str, Sequence[Sequence[float]]],
+                  path: str, *, title: str) -> str:
+    """One panel per metric: mean +- standard deviation over seeds at each ablation point, and
+    every seed's value as a dot. panels: metric -> per point (in `labels` order) the values of
+    its seeds (NaN where a seed lacks the metric)."""
+    n = len(panels)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = _new_figure(1.2 + 3.4 * cols + 0.12 * max(map(len, labels), default=0),
+                      1.2 + 3.2 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    x = np.arange(len(labels))
+    for ax, (metric, per_point) in zip(axes, panels.items()):
+        means, stds = [], []
+        for i, values in enumerate(per_point):
+            v = np.asarray([u for u in values if np.isfinite(u)], np.float64)
+            means.append(v.mean() if v.size else np.nan)
+            stds.append(v.std(ddof=1) if v.size > 1 else 0.0)
+            ax.scatter(np.full(v.size, i), v, s=10, color="tab:gray", alpha=0.7, zorder=3)
+        ax.errorbar(x, means, yerr=stds, fmt="o-", color="tab:blue", capsize=4, zorder=2)
+        ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=8)
+        ax.set_title(metric, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
     fig.suptitle(textwrap.fill(title, width=max(40, int(14 * fig.get_figwidth()))), fontsize=11)
     return _save(fig, path)
 

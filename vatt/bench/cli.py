@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=None,
                    help=f"encoder layers of the non-tiny configs (cpu default {suite.CPU_LAYERS}, "
                         "gpu default 0 = the paper's)")
+    p.add_argument("--device_memory_gib", type=float, default=None,
+                   help="per-device memory budget of the largest-batch search "
+                        "(--batch_per_device=0) and of each step's pre-check; default: what "
+                        "the accelerator reports (CPU reports none: give one to run the gpu "
+                        "suite's search there)")
     p.add_argument("--reps", type=int, default=3, help="timed steps per case (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
     p.add_argument("--keeps", default=",".join(map(str, suite.DROPTOKEN_KEEPS)))
@@ -88,8 +93,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.suite, list(_names(args.configs)), batch_per_device=args.batch_per_device,
             layers=args.layers, keeps=_floats(args.keeps), dtypes=_names(args.dtypes) or None,
             remats=_names(args.remats) or None, attentions=_names(args.attentions) or None)
-    if on_cpu:  # cuDNN attention needs a GPU
-        case_list = [c for c in case_list if c.attention != "cudnn"]
+    skipped = [c.name for c in case_list if on_cpu and c.attention == "cudnn"]
+    case_list = [c for c in case_list if c.name not in skipped]  # cuDNN attention needs a GPU
+    memory_bytes = (None if args.device_memory_gib is None
+                    else int(args.device_memory_gib * 2**30))
 
     started = time.perf_counter()
     msize = args.matmul_size or (2048 if on_cpu else 8192)
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{platform.node()} ({platform.processor() or platform.machine()}); matmul "
           f"{msize}^3: " + ", ".join(f"{k} {v / 1e12:.3f} TFLOP/s" for k, v in matmul.items()),
           flush=True)
+    if skipped:
+        print(f"skipped (cuDNN attention needs a GPU): {', '.join(skipped)}", flush=True)
     print(" ".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(COLUMNS)),
           flush=True)
 
@@ -108,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for case in case_list:
         try:
             row = run_case(case, reps=args.reps, warmup=args.warmup,
-                           config_file=args.config_file, batch_cache=batch_cache)
+                           config_file=args.config_file, batch_cache=batch_cache,
+                           memory_bytes=memory_bytes)
         except OutOfMemoryError as e:  # report and go on with the other cases
             row = {"name": case.name, "group": case.group, "error": f"OOM: {e}"}
         if "error" not in row:
@@ -125,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "suite": args.suite, "device_kind": dev.device_kind, "platform": dev.platform,
         "devices": n, "host": platform.node(), "argv": sys.argv[1:] if argv is None else argv,
-        "matmul_size": msize, "matmul_flops": matmul, **suite.summarize(rows)}
+        "matmul_size": msize, "matmul_flops": matmul, "skipped": skipped,
+        **suite.summarize(rows)}
     if args.data:
         # Imported only here: the model benchmark itself never imports TensorFlow.
         from vatt.data import bench as data_bench

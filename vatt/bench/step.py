@@ -131,9 +131,11 @@ def abstract_step_flops(config: ml_collections.ConfigDict, mesh) -> float:
     return _flops(step_fn.lower(state, batch_shapes(config), controls).cost_analysis())
 
 
-def largest_batch(step_fn, state, controls, config, mesh, limit: int = 1024) -> int:
-    """Largest power-of-two clips per device whose compiled step fits a device's memory
-    (compile_with_memory_check's analysis; nothing runs). 0 if not even one fits."""
+def largest_batch(step_fn, state, controls, config, mesh, limit: int = 1024,
+                  memory_bytes: int | None = None) -> int:
+    """Largest power-of-two clips per device (at most `limit`) whose compiled step fits a
+    device's memory (compile_with_memory_check's analysis; nothing runs). 0 if not even one
+    fits. memory_bytes: the per-device budget (default: what the device reports)."""
     n = mesh.size
     best, bpd = 0, 1
     while bpd <= limit:
@@ -143,7 +145,8 @@ def largest_batch(step_fn, state, controls, config, mesh, limit: int = 1024) -> 
         abstract = {k: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding)
                     for k, s in batch_shapes(cfg).items()}
         try:
-            compile_with_memory_check(step_fn, state, abstract, controls, verbose=False)
+            compile_with_memory_check(step_fn, state, abstract, controls, verbose=False,
+                                      limit_bytes=memory_bytes)
         except OutOfMemoryError:
             break
         best, bpd = bpd, bpd * 2
@@ -151,15 +154,21 @@ def largest_batch(step_fn, state, controls, config, mesh, limit: int = 1024) -> 
 
 
 def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONFIG_FILE,
-             batch_cache: dict | None = None) -> dict[str, Any]:
+             batch_cache: dict | None = None, memory_bytes: int | None = None
+             ) -> dict[str, Any]:
     """Compiles and times the train step of `case`.
+
+    memory_bytes: per-device memory budget of the largest-batch search (batch_per_device 0;
+    default: what the accelerator reports; required on CPU, which reports none) and of the
+    compiled step's pre-check.
 
     Returns a row: step_s (median of `reps` blocked steps after `warmup`), steps_per_s,
     clips_per_s, flops_per_step (model FLOPs, global: compiled cost analysis x devices, or for a
     remat case the same step without remat; for an accumulated case the same step at
     accumulation 1), hw_flops_per_step (what the compiled step runs, remat recomputation
     included; XLA counts a loop body once, so an accumulated step's figure is not N passes),
-    temp_bytes (the compiled step's temporaries per device: memory_analysis), flops_3x_forward (cross-check: 3 x summary.forward_gflops),
+    temp_bytes (the compiled step's temporaries per device: memory_analysis), need_bytes (state,
+    batch and temporaries per device: what the pre-check compares with the budget), flops_3x_forward (cross-check: 3 x summary.forward_gflops),
     achieved_flops (model FLOPs / step_s), compile_s, loss, and the case's settings.
     """
     mesh = mesh_lib.make_mesh(-1)
@@ -176,9 +185,10 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
             key = (case.variant, case.dtype, case.remat, case.attention, case.layers)
             cache = batch_cache if batch_cache is not None else {}
             if key not in cache:
-                if jax.devices()[0].platform == "cpu":
-                    raise ValueError("--batch_per_device=0 (largest that fits) needs an "
-                                     "accelerator; on CPU give a number")
+                if memory_bytes is None and jax.devices()[0].platform == "cpu":
+                    raise ValueError("--batch_per_device=0 (largest that fits) needs a memory "
+                                     "budget: on CPU give --batch_per_device or "
+                                     "--device_memory_gib")
                 # Probe at keep 100%, the most memory, so every keep rate runs the same batch.
                 probe = dataclasses.replace(case, keep=1.0)
                 pcfg = case_config(probe, 1, n, config_file)
@@ -186,7 +196,8 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
                 pgraph, pstate, pshard = create_train_state(ptask, tx, mesh, pcfg.seed,
                                                             abstract=True)
                 pstep = jit_train_step(pcfg, ptask, pgraph, tx, pshard, mesh)
-                cache[key] = largest_batch(pstep, pstate, controls, pcfg, mesh)
+                cache[key] = largest_batch(pstep, pstate, controls, pcfg, mesh,
+                                           memory_bytes=memory_bytes)
                 del pstate
             bpd = cache[key]
             if bpd == 0:
@@ -194,10 +205,14 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
             config.batch_size = bpd * n
         batch = synthetic_batch(config, mesh)
         t = time.perf_counter()
-        compiled = compile_with_memory_check(step_fn, state, batch, controls, verbose=False)
+        compiled = compile_with_memory_check(step_fn, state, batch, controls, verbose=False,
+                                             limit_bytes=memory_bytes)
         compile_s = time.perf_counter() - t
         hw_flops = _flops(compiled.cost_analysis()) * n  # cost analysis is per device (SPMD)
-        temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
+        mem = compiled.memory_analysis()
+        temp_bytes = int(mem.temp_size_in_bytes)
+        need_bytes = int(mem.argument_size_in_bytes + mem.output_size_in_bytes
+                         + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
         if case.remat == "none" and case.accumulation == 1:
             model_flops = hw_flops
         else:
@@ -227,7 +242,7 @@ def run_case(case: Case, reps: int = 3, warmup: int = 1, config_file: str = CONF
         "layers": case.layers, "keep": case.keep if case.keep is not None else
         float(config.model.video.droptoken_keep), "dtype": case.dtype, "remat": case.remat,
         "attention": case.attention, "accumulation": case.accumulation, "devices": n,
-        "batch_per_device": bpd, "temp_bytes": temp_bytes,
+        "batch_per_device": bpd, "temp_bytes": temp_bytes, "need_bytes": need_bytes,
         "global_batch": config.batch_size, "reps": reps, "step_s": step_s,
         "step_s_min": min(times), "steps_per_s": 1.0 / step_s,
         "clips_per_s": config.batch_size / step_s, "flops_per_step": model_flops,

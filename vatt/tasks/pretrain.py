@@ -123,7 +123,8 @@ def contrastive_loss(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
 
     Total = (w_va*L_va + w_vt*L_vt)/(w_va + w_vt) (official code, `combine="mean"`) or the
     paper's plain weighted sum (`"sum"`), then - cka_weight * (CKA(video, text) +
-    CKA(video, audio)) on the pooled backbone outputs (Yun, Kim, Jung: alignment as a loss).
+    CKA(video, audio)) on the pooled backbone outputs (Yun, Kim, Jung: alignment as a loss), or
+    with cfg.cka_space="common" on the common-space embeddings the NCE/MIL-NCE terms compare.
     """
     tau = cfg.temperature if temperature is None else temperature
     if cfg.chunked:
@@ -141,7 +142,8 @@ def contrastive_loss(out: dict[str, dict[str, jax.Array]], text_mask: jax.Array,
     metrics.update({f"train/cka/{k}": val for k, val in align.items()})
     cka_weight = cfg.cka_weight
     if cka_weight:
-        cka_loss = -cka_weight * (align["video_text"] + align["video_audio"])
+        prefix = "common/" if cfg.cka_space == "common" else ""
+        cka_loss = -cka_weight * (align[f"{prefix}video_text"] + align[f"{prefix}video_audio"])
         metrics["train/loss_cka"] = cka_loss
         total = total + cka_loss
     return total, metrics
