@@ -24,10 +24,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"vatt-tests-jax-cache-{os.getuid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-
-# Make `tests/` importable as a plain directory of helpers (tests/helpers.py), and the
-# repository root importable when the package is not installed (plain `pytest tests`).
+# Faster CPU compilation for this process and every child it starts (subprocess_utils explains).
 sys.path.insert(0, os.path.dirname(__file__))
+from subprocess_utils import xla_flags  # noqa: E402
+
+os.environ["XLA_FLAGS"] = xla_flags(os.environ.get("XLA_FLAGS", ""))
+
+# `tests/` is importable as a plain directory of helpers (tests/helpers.py, above); make the
+# repository root importable when the package is not installed (plain `pytest tests`).
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from helpers import TrainedRun, final_metrics  # noqa: E402
