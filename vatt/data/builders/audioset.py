@@ -4,8 +4,10 @@ Layout (manual_dir): `class_labels_indices.csv` (`index,mid,display_name`), segm
 `{balanced_train,unbalanced_train,eval}_segments.csv` (3 comment lines, then
 `YTID, start, end, "mid1,mid2"`), and clip files anywhere below manual_dir named `<YTID>.<ext>`,
 `<YTID>_<start>.<ext>`, `<YTID>_<start>_<end>.<ext>` (seconds, integers or as in the CSV, or
-milliseconds) or `Y<YTID>...`. Splits are named after the CSVs found (`balanced_train`,
-`unbalanced_train`, `eval`). Class names are stored in the dataset metadata (`class_names`).
+milliseconds) or `Y<YTID>...`, with any extension FFmpeg reads (mp4, mkv, webm, m4a, opus, ...;
+an audio-only clip is reported as `no_video_stream`: every example has frames; a clip shorter
+than `clip_seconds` is kept and reported as `shorter_than_clip_kept`). Splits are named after
+the CSVs found (`balanced_train`, `unbalanced_train`, `eval`). Class names are stored in the dataset metadata (`class_names`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vatt.data import decode as decode_lib
 from vatt.data.builders import base
 
 SPLITS = ("balanced_train", "unbalanced_train", "eval")
@@ -60,7 +61,7 @@ class Audioset(base.VattBuilder):
         mids, names = self._read_classes(root)
         self.info.metadata["class_names"] = names
         self.info.metadata["class_mids"] = list(mids)
-        media = base.index_media(root, base.VIDEO_EXTS + base.AUDIO_EXTS)
+        media = base.index_media(root)
         out = {}
         for split in SPLITS:
             path = os.path.join(root, f"{split}_segments.csv")
@@ -85,17 +86,18 @@ class Audioset(base.VattBuilder):
         return mids, names
 
     @staticmethod
-    def _find(media: dict, ytid: str, start: float, end: float) -> str | None:
+    def _find(media: base.MediaIndex, ytid: str, start: float, end: float) -> str | None:
         keys = [ytid, f"{ytid}_{int(start)}", f"{ytid}_{int(start)}_{int(end)}", f"{ytid}_{start:.3f}_{end:.3f}",
                 f"{ytid}_{start:.1f}_{end:.1f}", f"{ytid}_{int(start * 1000)}_{int(end * 1000)}",
                 f"{ytid}_{start:.3f}", f"{ytid}_{int(start * 1000)}"]
         for k in keys:
-            for cand in (k, "y" + k):
-                if cand.lower() in media:
-                    return media[cand.lower()]
+            for cand in (k, "Y" + k):
+                path = media.find(cand)
+                if path is not None:
+                    return path
         return None
 
-    def _generate(self, csv_path: str, split: str, mids: dict, media: dict):
+    def _generate(self, csv_path: str, split: str, mids: dict, media: base.MediaIndex):
         text, _ = base.load_text(csv_path)
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
         for i, row in enumerate(csv.reader(lines, skipinitialspace=True)):
@@ -111,12 +113,8 @@ class Audioset(base.VattBuilder):
             if not labels:
                 self.report.skip(split, item, base.BAD_ROW, "no known label")
                 continue
-            path = self._find(media, ytid, start, end)
-            if path is None:
-                self.report.skip(split, item, decode_lib.MISSING)
-                continue
             # Clip files are already cut to the segment: decode from their start.
-            ex = self.encode_clip_file(path, split, item)
+            ex = self.encode_clip_file(self._find(media, ytid, start, end), split, item)
             if ex is None:
                 continue
             ex.update({"video_id": ytid, "labels": labels, "start": start})

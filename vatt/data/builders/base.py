@@ -4,6 +4,12 @@ Every builder reads a user's local copy (`dl_manager.manual_dir`); nothing is do
 inputs never stop a build: each is skipped (or padded) and recorded in a `BuildReport`, which is
 printed at the end of the build and saved as `build_summary.json` next to the data. Builders
 that have captions also save the word vocabulary of their training captions as `vocab.txt`.
+
+Media files are found by name without extension (`index_media`): whether a file is readable
+media is FFmpeg's to decide when it is decoded, so a `.mpg`, a `.ts`, a transcoded copy or a
+file with no extension is found, and a file that is there but cannot be read is reported with
+the decoder's reason (`corrupt_file`, `no_video_stream`, `unsupported_codec`, ...), never as
+`missing_file`. Only metadata, subtitle, image and partial-download files are never taken.
 """
 
 from __future__ import annotations
@@ -27,8 +33,13 @@ BAD_ROW = "bad_row"
 EMPTY_CAPTION = "empty_caption"
 NON_UTF8_CAPTION = "non_utf8_caption"
 NO_AUDIO = "no_audio_track_zero_filled"
+AUDIO_EMPTY = "audio_track_empty_zero_filled"  # a track whose packets gave no samples
+AUDIO_UNSUPPORTED = "audio_codec_unsupported_zero_filled"  # no decoder for it in this FFmpeg
 AUDIO_PADDED = "audio_shorter_zero_padded"
 SHORT_CLIP = "shorter_than_clip_kept"
+# Why a clip's audio is zeros, by decode.Clip.audio_status.
+_ZERO_AUDIO_REASONS = {decode_lib.AUDIO_ABSENT: NO_AUDIO, decode_lib.AUDIO_EMPTY: AUDIO_EMPTY,
+                       decode_lib.AUDIO_UNSUPPORTED: AUDIO_UNSUPPORTED}
 
 
 @dataclasses.dataclass(eq=False)
@@ -86,9 +97,12 @@ class BuildReport:
         self.items.append({"split": split, "item": item, "action": "skipped", "reason": reason,
                            "detail": detail[:200]})
 
-    def pad(self, split: str, item: str, reason: str) -> None:
+    def pad(self, split: str, item: str, reason: str, detail: str = "") -> None:
         self.padded[split][reason] += 1
-        self.items.append({"split": split, "item": item, "action": "kept", "reason": reason})
+        it = {"split": split, "item": item, "action": "kept", "reason": reason}
+        if detail:
+            it["detail"] = detail[:200]
+        self.items.append(it)
 
     def to_json(self) -> dict[str, Any]:
         return {"written": dict(self.written),
@@ -186,15 +200,27 @@ class VattBuilder(tfds.core.GeneratorBasedBuilder):
         kw.setdefault("sample_rate", cfg.sample_rate)
         return decode_lib.decode_clip(path, **kw)
 
-    def encode_clip_file(self, path: str, split: str, item: str) -> dict | None:
+    def encode_clip_file(self, path: str | None, split: str, item: str) -> dict | None:
         """Decodes a whole clip file (at most `clip_seconds`) into example fields, or records it
-        as skipped with the decoder's reason and returns None."""
+        as skipped (`missing_file` when `path` is None, else the decoder's reason) and returns
+        None. A file shorter than `clip_seconds` is kept and reported (`SHORT_CLIP`)."""
+        if path is None:
+            self.report.skip(split, item, decode_lib.MISSING)
+            return None
+        seconds = self.builder_config.clip_seconds
         try:
-            clip = self.decode(path, end=self.builder_config.clip_seconds or None)
+            clip = self.decode(path, end=seconds or None)
         except decode_lib.DecodeError as e:
             self.report.skip(split, item, e.reason, e.detail)
             return None
+        self.check_length(clip, seconds, split, item)
         return self.encode_media(clip, split, item)
+
+    def check_length(self, clip: decode_lib.Clip, seconds: float, split: str, item: str) -> None:
+        """Reports a clip with fewer frames than a `seconds` window holds (0: no window)."""
+        want = int(seconds * self.builder_config.fps + 1e-6)
+        if seconds > 0 and clip.frames is not None and clip.frames.shape[0] < want:
+            self.report.pad(split, item, SHORT_CLIP, f"{clip.frames.shape[0]} of {want} frames")
 
     def encode_media(self, clip: decode_lib.Clip, split: str, item: str) -> dict:
         """Example fields for a decoded clip; records zero-filled / padded audio in the report."""
@@ -202,7 +228,7 @@ class VattBuilder(tfds.core.GeneratorBasedBuilder):
         if clip.frames is not None:
             out["video"] = decode_lib.encode_jpeg(clip.frames, self.builder_config.jpeg_quality)
         if not clip.has_audio:
-            self.report.pad(split, item, NO_AUDIO)
+            self.report.pad(split, item, _ZERO_AUDIO_REASONS.get(clip.audio_status, NO_AUDIO))
         elif clip.audio_padded:
             self.report.pad(split, item, AUDIO_PADDED)
         return out
@@ -230,16 +256,82 @@ def read_summary(data_path: str) -> dict:
         return json.load(f)
 
 
-def index_media(root: str, exts: tuple[str, ...]) -> dict[str, str]:
-    """Map lower-cased file stem -> path for all files under `root` with one of `exts`."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for fn in files:
+# Extensions of media containers: preferred when several files share a stem (a video next to
+# its .jpg thumbnail and .en.vtt subtitles, as youtube-dl leaves them).
+VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".mpe",
+              ".m1v", ".m2v", ".vob", ".ts", ".mts", ".m2ts", ".m2t", ".tp", ".trp", ".3gp",
+              ".3g2", ".wmv", ".asf", ".ogv", ".ogm", ".mxf", ".dv", ".divx", ".xvid", ".f4v",
+              ".rm", ".rmvb", ".nut", ".y4m", ".h264", ".264", ".hevc", ".mj2", ".qt")
+AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".mka",
+              ".aif", ".aiff", ".aifc", ".au", ".snd", ".mp2", ".ac3", ".amr", ".caf", ".w64",
+              ".wv", ".ape", ".spx")
+# Never media, whatever FFmpeg would make of them: metadata, subtitles, images (a thumbnail
+# would decode as a one-frame video), archives and partial downloads.
+NON_MEDIA_EXTS = frozenset((
+    ".json", ".csv", ".tsv", ".txt", ".md", ".xml", ".html", ".htm", ".yaml", ".yml", ".log",
+    ".ini", ".py", ".pkl", ".npy", ".npz", ".tfrecord", ".parquet", ".srt", ".vtt", ".ass",
+    ".ssa", ".sub", ".idx", ".sbv", ".lrc", ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif",
+    ".tiff", ".gif", ".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".part",
+    ".ytdl", ".tmp", ".crdownload", ".pdf", ".nfo", ".sfv", ".md5", ".sha1", ".sha256", ".lock",
+    ".ds_store"))
+
+
+@dataclasses.dataclass
+class MediaIndex:
+    """Media files under a folder by lower-cased key (the file's stem, or its path relative to
+    the folder without extension), whatever their extension: which files FFmpeg can read is
+    FFmpeg's to decide when they are decoded, not the file name's."""
+
+    entries: dict[str, list[tuple[int, str, str]]]  # key -> [(rank, exact key, path)]
+    others: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # key -> non-media paths
+
+    def missing_detail(self, key: str) -> str:
+        """What is there instead of a media file for `key` (for a `missing_file` report)."""
+        near = self.others.get(key.lower())
+        return f"no media file, only: {', '.join(os.path.basename(p) for p in near[:3])}" if near else ""
+
+    def find(self, key: str, prefer_ext: str = "") -> str | None:
+        """The file for `key`: one with extension `prefer_ext` (what a file list names) first,
+        then a known media extension before an unknown one, the exact-case key before another
+        case (YouTube ids are case-sensitive), then the first path in order."""
+        cands = self.entries.get(key.lower())
+        if not cands:
+            return None
+        prefer_ext = prefer_ext.lower()
+        return min(cands, key=lambda c: (not (prefer_ext and c[2].lower().endswith(prefer_ext)),
+                                         c[0], c[1] != key, c[2]))[2]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def _rank(ext: str) -> int | None:
+    """0: a known media extension, 1: anything else FFmpeg may read, None: never media."""
+    ext = ext.lower()
+    if ext in VIDEO_EXTS or ext in AUDIO_EXTS:
+        return 0
+    return None if ext in NON_MEDIA_EXTS else 1
+
+
+def index_media(root: str, relative: bool = False) -> MediaIndex:
+    """All candidate media files under `root`, by stem (`relative`: by "dir/stem" relative to
+    `root`, "/"-separated). Folders are walked in sorted order, so the choice among files with
+    the same key does not depend on the file system's listing order."""
+    entries: dict[str, list[tuple[int, str, str]]] = collections.defaultdict(list)
+    others: dict[str, list[str]] = collections.defaultdict(list)
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for fn in sorted(files):
+            if fn.startswith("."):
+                continue  # hidden files: macOS "._x.mp4" resource forks, editor droppings
             stem, ext = os.path.splitext(fn)
-            if ext.lower() in exts:
-                out.setdefault(stem.lower(), os.path.join(dirpath, fn))
-    return out
-
-
-VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv")
-AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+            path = os.path.join(dirpath, fn)
+            key = os.path.relpath(os.path.join(dirpath, stem), root).replace(os.sep, "/") if relative else stem
+            rank = _rank(ext)
+            if rank is None:
+                # "<id>.mp4.part" is no media file for "<id>" but worth naming when it is missing.
+                for k in {key.lower(), os.path.splitext(key)[0].lower()}:
+                    others[k].append(path)
+                continue
+            entries[key.lower()].append((rank, key, path))
+    return MediaIndex(dict(entries), dict(others))

@@ -1,8 +1,10 @@
 """ESC-50 from a local copy: 2000 five-second environmental sound clips, 50 classes, 5 folds.
 
 Layout (manual_dir, the root of the ESC-50 repository): `audio/{fold}-{clip}-{take}-{target}.wav`
-and `meta/esc50.csv` (`filename,fold,target,category,esc10,src_file,take`). One split per fold
-(`fold1` ... `fold5`), so fold-k cross-validation is `split="fold1+fold2+fold3+fold4"` / `"fold5"`.
+(or the same name with another extension: a converted copy) and `meta/esc50.csv`
+(`filename,fold,target,category,esc10,src_file,take`). One split per fold (`fold1` ... `fold5`),
+so fold-k cross-validation is `split="fold1+fold2+fold3+fold4"` / `"fold5"`. A clip without usable
+audio is skipped with the decoder's reason (`no_audio_stream`, `unsupported_codec`, ...).
 """
 
 from __future__ import annotations
@@ -65,17 +67,22 @@ class Esc50(base.VattBuilder):
 
     def _generate(self, root: str, rows: list[dict], fold: int):
         split = f"fold{fold}"
+        index = None  # built on the first file not found under its listed name
         for row in rows:
             if row["fold"] != fold:
                 continue
             path = os.path.join(root, "audio", row["filename"])
+            if not os.path.exists(path):
+                # A copy converted to .flac / .ogg keeps the name's stem; FFmpeg reads the content.
+                if index is None:
+                    index = base.index_media(os.path.join(root, "audio"))
+                stem, ext = os.path.splitext(row["filename"])
+                path = index.find(stem, prefer_ext=ext) or path
             try:
+                # Raises for a file without usable audio (no_audio_stream, unsupported_codec, ...).
                 clip = self.decode(path, video=False)
             except decode_lib.DecodeError as e:
                 self.report.skip(split, row["filename"], e.reason, e.detail)
-                continue
-            if clip.audio.size == 0 or not clip.has_audio:
-                self.report.skip(split, row["filename"], decode_lib.NO_FRAMES, "no audio samples")
                 continue
             self.report.ok(split)
             yield row["filename"], {

@@ -1,11 +1,12 @@
 """HowTo100M from a local copy: clips cut around ASR caption timestamps, with K neighbour captions.
 
 Layout (manual_dir): `caption.json` ({video_id: {"text": [...], "start": [...], "end": [...]}},
-seconds) and the videos anywhere below manual_dir as `<video_id>.<mp4|webm|mkv|...>`.
+seconds) and the videos anywhere below manual_dir as `<video_id>.<any extension>` (mp4, webm,
+mkv, mpg, ts, ...: FFmpeg reads the content, whatever the name says; see `base.index_media`).
 
 Clips: captions of a video are visited in time order; a caption whose window (clip_seconds
-centred on the caption, clamped to the video) does not overlap the previous clip's window starts
-a new clip. Each clip stores the K captions nearest to its centre caption (the centre caption
+centred on the caption, moved inside the video) does not overlap the previous clip's window starts
+a new clip; `end` is where its frames end (earlier than start + clip_seconds in a short video). Each clip stores the K captions nearest to its centre caption (the centre caption
 first, then by distance of their centres), their start/end times relative to the clip start.
 """
 
@@ -26,8 +27,8 @@ class Howto100m(base.VattBuilder):
 
     BUILDER_CONFIGS = base.standard_configs(clip_seconds=8.0, tiny_clip_seconds=3.0)
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
-  Place `caption.json` and the videos (`<video_id>.mp4`, `.webm`, ... in any sub-folder) in
-  manual_dir. Nothing is downloaded.
+  Place `caption.json` and the videos (`<video_id>.mp4`, `.webm`, `.mpg`, ... in any
+  sub-folder) in manual_dir. Nothing is downloaded.
   """
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -80,7 +81,10 @@ class Howto100m(base.VattBuilder):
         for s, e, text in caps:
             centre = 0.5 * (s + e)
             start = min(max(0.0, centre - length / 2), max(0.0, duration - length))
-            end = min(duration, start + length) if duration > 0 else start + length
+            # Not clamped to `duration`: containers estimate it (MPEG-PS/TS from timestamps, a
+            # frame short at times); the decoder stops where the frames do, and a clip shorter
+            # than the window is reported (SHORT_CLIP).
+            end = start + length
             if start < last_end - 1e-6:
                 continue
             order = sorted(caps, key=lambda c: (abs(0.5 * (c[0] + c[1]) - centre), c[0]))[: cfg.num_captions]
@@ -90,14 +94,14 @@ class Howto100m(base.VattBuilder):
 
     def _generate(self, root: str, split: str):
         captions = self._load_captions(root, split)
-        media = base.index_media(root, base.VIDEO_EXTS)
+        media = base.index_media(root)
         for vid in sorted(captions):
             if not isinstance(captions[vid], dict):
                 self.report.skip(split, vid, base.BAD_ROW, "caption entry is not an object")
                 continue
-            path = media.get(vid.lower())
+            path = media.find(vid)
             if path is None:
-                self.report.skip(split, vid, decode_lib.MISSING)
+                self.report.skip(split, vid, decode_lib.MISSING, media.missing_detail(vid))
                 continue
             try:
                 duration = decode_lib.probe_duration(path)
@@ -114,14 +118,15 @@ class Howto100m(base.VattBuilder):
                     self.report.skip(split, item, e.reason, e.detail)
                     continue
                 ex = self.encode_media(decoded, split, item)
-                n_expected = int((clip["end"] - clip["start"]) * self.builder_config.fps + 1e-6)
-                if decoded.frames.shape[0] < n_expected:
-                    self.report.pad(split, item, base.SHORT_CLIP)
+                # Against the configured window, not the window clamped to the video: a video
+                # shorter than clip_seconds gives a short clip, and that is reported.
+                self.check_length(decoded, self.builder_config.clip_seconds or clip["end"] - clip["start"],
+                                  split, item)
                 texts = [c[2] for c in clip["captions"]]
                 ex.update({
                     "video_id": vid,
                     "start": clip["start"],
-                    "end": clip["end"],
+                    "end": clip["start"] + decoded.frames.shape[0] / self.builder_config.fps,
                     "caption": texts,
                     "caption_start": [c[0] - clip["start"] for c in clip["captions"]],
                     "caption_end": [c[1] - clip["start"] for c in clip["captions"]],

@@ -1,6 +1,7 @@
 """MSR-VTT from a local copy, with the 1k-A split used for zero-shot text-to-video retrieval.
 
-Layout (manual_dir): videos `video{0..9999}.mp4` anywhere below manual_dir (usually `videos/`),
+Layout (manual_dir): videos `video{0..9999}.mp4` (any extension FFmpeg reads) anywhere below
+manual_dir (usually `videos/`),
 caption JSON files holding {"videos": [{"video_id", ...}], "sentences": [{"video_id", "caption"}]}
 (`MSRVTT_data.json`, or `train_val_videodatainfo.json` + `test_videodatainfo.json`: every JSON
 with both keys is merged), and the 1k-A test list: `MSRVTT_JSFUSION_test.csv` (columns
@@ -100,18 +101,18 @@ class Msrvtt(base.VattBuilder):
         root = os.fspath(dl_manager.manual_dir)
         videos, captions = self._read_json(root)
         test = self._read_test_list(root)
-        media = base.index_media(root, base.VIDEO_EXTS)
+        media = base.index_media(root)
         train_ids = [v for v in videos if v not in test]
         return {
             "train": self._generate(train_ids, captions, {}, media, "train"),
             "test": self._generate(list(test), captions, test, media, "test"),
         }
 
-    def _generate(self, ids, captions, test, media, split):
+    def _generate(self, ids: list, captions: dict, test: dict, media: base.MediaIndex, split: str):
         for vid in ids:
-            path = media.get(vid.lower())
+            path = media.find(vid)
             if path is None:
-                self.report.skip(split, vid, decode_lib.MISSING)
+                self.report.skip(split, vid, decode_lib.MISSING, media.missing_detail(vid))
                 continue
             caps = captions.get(vid, [])
             cap_1k = test.get(vid) or (caps[0] if caps else "")

@@ -2,7 +2,8 @@
 
 Layout (manual_dir): `UCF-101/<Class>/v_<Class>_gXX_cYY.avi` and `ucfTrainTestlist/{classInd.txt,
 trainlist0N.txt, testlist0N.txt}`. The lists spell `HandStandPushups` while the folder is
-`HandstandPushups`: paths are matched case-insensitively. Splits `train1, test1, train2, test2,
+`HandstandPushups`: paths are matched case-insensitively, and by name without extension (a copy
+transcoded to .mp4 or .mkv is found; FFmpeg reads whatever the container is). Splits `train1, test1, train2, test2,
 train3, test3` (config field `ucf_splits` keeps only some of them: each stores every video once).
 """
 
@@ -59,12 +60,9 @@ class Ucf101Local(base.VattBuilder):
             parts = line.split()
             if len(parts) == 2 and parts[0].isdigit():
                 classes[parts[1].lower()] = int(parts[0]) - 1
-        index = {}  # lower-case "class/file" -> real path
-        video_root = os.path.join(root, "UCF-101")
-        for dirpath, _, files in os.walk(video_root):
-            for fn in files:
-                rel = os.path.relpath(os.path.join(dirpath, fn), video_root)
-                index[rel.replace(os.sep, "/").lower()] = os.path.join(dirpath, fn)
+        # By "Class/v_Class_gXX_cYY" whatever the extension: copies transcoded to .mp4 are
+        # common, and the listed .avi is preferred when both are there.
+        index = base.index_media(os.path.join(root, "UCF-101"), relative=True)
         out = {}
         for s in self.builder_config.ucf_splits:
             for kind in ("train", "test"):
@@ -72,7 +70,7 @@ class Ucf101Local(base.VattBuilder):
                 out[name] = self._generate(os.path.join(lists, f"{kind}list0{s}.txt"), name, classes, index)
         return out
 
-    def _generate(self, list_path: str, split: str, classes: dict, index: dict):
+    def _generate(self, list_path: str, split: str, classes: dict, index: base.MediaIndex):
         for i, line in enumerate(open(list_path, encoding="utf-8", errors="replace")):
             parts = line.split()
             if not parts:
@@ -83,9 +81,10 @@ class Ucf101Local(base.VattBuilder):
                 self.report.skip(split, f"{os.path.basename(list_path)} line {i + 1}", base.BAD_ROW,
                                  f"unknown class in {rel!r}")
                 continue
-            path = index.get(rel.lower())
+            stem, ext = os.path.splitext(rel)
+            path = index.find(stem, prefer_ext=ext)
             if path is None:
-                self.report.skip(split, rel, decode_lib.MISSING)
+                self.report.skip(split, rel, decode_lib.MISSING, index.missing_detail(stem))
                 continue
             item = os.path.relpath(path, os.path.dirname(os.path.dirname(path)))
             ex = self.encode_clip_file(path, split, item)
