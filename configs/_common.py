@@ -29,6 +29,10 @@ def run_keys(task: str, variant: str) -> ml_collections.ConfigDict:
     config.nonfinite = "skip"
     config.debug_nan_at_step = -1     # fault injection for tests: this step's loss becomes NaN
     config.memory_limit_gib = 0.0     # per-device budget of the compiled step (0: the device's)
+    # A profiler trace of profile_steps steps from profile_start_step (>= 2: after step 1's
+    # compilation) in <workdir>/profile, for TensorBoard's Profile tab / XProf. 0: none.
+    config.profile_steps = 0
+    config.profile_start_step = 10
     # Contrastive gradient accumulation (GradCache; vatt.train.grad_cache), pretraining only:
     # N > 1 computes the global batch's exact loss and gradients in N chunks with about 1/N of
     # the activation memory (batch_size must be divisible by devices x N). 1: all at once.

@@ -76,7 +76,7 @@ def test_single_device_run_metrics_and_console(one_device_runs):
         assert evals[0][f"zeroshot/{task}/R@1"] == r1
     # Console: one progress line per step, the compiled step's memory, the evaluation.
     assert f"step {STEPS:>6d}/{STEPS} | loss {losses[STEPS]:8.4f} |" in stdout
-    assert "clips/s | ETA" in stdout
+    assert "clips/s | input wait" in stdout and "| ETA " in stdout
     assert sum(line.startswith("step ") for line in stdout.splitlines()) == STEPS
     assert "Compiled train step:" in stdout and "GiB per device" in stdout
     assert f"eval at step {STEPS}: zeroshot/t2v/R@1=" in stdout

@@ -94,6 +94,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, num_processes:
     _validate_accumulation(config, multiple)
     _require(config.memory_limit_gib >= 0,
              f"config.memory_limit_gib={config.memory_limit_gib} must be >= 0 (0: the device's)")
+    _require(config.profile_steps >= 0,
+             f"config.profile_steps={config.profile_steps} must be >= 0 (0: no profiler trace)")
+    _require(config.profile_steps == 0 or config.profile_start_step >= 2,
+             f"config.profile_start_step={config.profile_start_step} must be >= 2: step 1 "
+             "compiles the train step, which would fill the trace")
     if "model" in config:
         _validate_model(config.model)
     if "data" in config and "model" in config:

@@ -328,6 +328,8 @@ _CURVE_PANELS = (
     ("Temperature", "temperature", lambda k: "temperature" in k),
     ("Gradient norm", "global gradient norm", lambda k: k == "train/grad_norm"),
     ("Throughput", "clips / s", lambda k: k == "train/clips_per_sec"),
+    ("Input wait", "share of step time waiting for the batch",
+     lambda k: k == "train/input_wait_fraction"),
     ("Zero-shot retrieval", "recall (%)",
      lambda k: k.startswith("zeroshot/") and k.rsplit("/", 1)[-1] in ("R@1", "R@10")),
     ("CKA", "CKA", lambda k: "cka" in k.lower()),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import jax
@@ -19,7 +20,8 @@ from vatt.parallel.mesh import make_mesh
 from vatt.train.checkpointing import Checkpointer, PreemptionGuard, load_model_tree
 from vatt.train.optimizer import build_optimizer
 from vatt.train.prefetch import Prefetcher
-from vatt.train.progress import ProgressReporter
+from vatt.train.profiling import StepProfiler
+from vatt.train.progress import ProgressReporter, Throughput
 from vatt.train.state import TrainState, create_train_state
 from vatt.train.step import (OutOfMemoryError, compile_with_memory_check, jit_train_step,
                              step_controls)
@@ -123,6 +125,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
 
     is_main = _is_main()
     progress = ProgressReporter(config.total_steps, config.batch_size)
+    profiler = StepProfiler(workdir, config.profile_start_step, config.profile_steps, is_main)
     guard = PreemptionGuard()
     memory_limit = int(config.memory_limit_gib * 2**30) or None
     if is_main:
@@ -130,7 +133,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
               f"devices ({jax.process_count()} processes), global batch {config.batch_size}.",
               flush=True)
 
-    pending: tuple[int, Any] | None = None  # metrics fetched one step late
+    # A log step's metrics are written after the next step is dispatched (the writer overlaps
+    # with it); its throughput figures are taken when the log step has finished on the devices,
+    # before the next batch is waited for, so each interval holds exactly its steps' compute and
+    # input waits (the cost: the host waits for the devices once per log interval).
+    pending: tuple[int, Any, Throughput] | None = None
     eval_metrics: dict[str, float] = {}
     nonfinite_seen = int(state.skipped)
 
@@ -138,14 +145,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
         nonlocal pending
         if pending is None:
             return
-        step, metrics = pending
+        step, metrics, figures = pending
         pending = None
         values = _to_float(metrics)
-        clips_per_sec, sec_per_step = progress.throughput(step)
-        values["train/clips_per_sec"] = clips_per_sec
+        values["train/clips_per_sec"] = figures.clips_per_sec
+        values["train/step_s"] = figures.sec_per_step
+        values["train/input_wait_s"] = figures.input_wait_s
+        values["train/input_wait_fraction"] = figures.input_wait_fraction
         writer.write(step, values)
         if is_main:
-            print(progress.line(step, values["train/loss"], clips_per_sec, sec_per_step), flush=True)
+            print(progress.line(step, values["train/loss"], figures), flush=True)
 
     def check_finite(step: int):
         nonlocal nonfinite_seen
@@ -162,7 +171,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
         progress.start(start_step)
         compiled = None
         for step in range(start_step + 1, config.total_steps + 1):
+            waiting = time.perf_counter()
             batch, data_state = next(batches)
+            progress.waited(time.perf_counter() - waiting)
             if compiled is None:
                 # Compile once, before step 1, and refuse a step that cannot fit.
                 compiled = compile_with_memory_check(step_fn, state, batch, controls, is_main,
@@ -170,23 +181,30 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
                 # Processes finish compiling at different times (one may read the compilation
                 # cache); meet before the step's first collective.
                 distributed.barrier(f"train step compiled at step {step}")
-            state, metrics = compiled(state, batch, controls)
+            with profiler.annotate(step):
+                state, metrics = compiled(state, batch, controls)
+            profiler.after_step(step, metrics)
             flush_pending()
             if step % config.log_every_steps == 0 or step == config.total_steps:
-                pending = (step, metrics)
+                jax.block_until_ready(metrics)
+                pending = (step, metrics, progress.throughput(step))
             if step == start_step + 1:
                 # Exclude compilation from throughput and ETA (dispatch may return before
                 # the first step has even compiled, so wait for it once).
                 jax.block_until_ready(metrics)
                 progress.start(step)
             if checkpointer.should_save(step) or step == config.total_steps:
+                aside = time.perf_counter()
                 check_finite(step)
                 checkpointer.save(step, state, data_state)
+                progress.exclude(time.perf_counter() - aside)
             eval_now = config.eval_every_steps and step % config.eval_every_steps == 0
             if eval_now or step == config.total_steps:
                 flush_pending()
+                aside = time.perf_counter()
                 check_finite(step)
                 eval_metrics = _evaluate(task, graphdef, state, mesh, workdir, writer)
+                progress.exclude(time.perf_counter() - aside)
             if guard.requested(step):
                 flush_pending()
                 check_finite(step)
@@ -197,6 +215,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
         if start_step >= config.total_steps:  # restarted after the end: evaluate again
             eval_metrics = _evaluate(task, graphdef, state, mesh, workdir, writer)
     finally:
+        profiler.close()
         batches.close()
         checkpointer.close()
         guard.restore_handlers()
