@@ -126,12 +126,14 @@ def test_padding_does_not_change_agg_output():
     words = np.array([[5, 6, 7], [9, 2, 11], [5, 6, 7]])
     base = run(backbone, jnp.asarray(words))["pooled"]
     # The same captions followed by 13 pads, and one (row 2) as 3 words + 13 pads: one shape.
+    # Equal up to float32 rounding: the two shapes reduce in another order (measured 1.1e-6
+    # apart on a value of 0.56 with XLA's CPU backend at optimisation level 0).
     padded = jnp.asarray(np.concatenate([words, np.zeros((3, 13), int)], axis=1))
-    np.testing.assert_allclose(run(backbone, padded)["pooled"], base, atol=1e-6)
+    np.testing.assert_allclose(run(backbone, padded)["pooled"], base, rtol=1e-5, atol=1e-6)
     # Padded keys get exactly zero attention weight in every layer: even a huge vector in the
     # word table's pad row (id 0) moves nothing.
     backbone.tokenizer.embedding[...] = backbone.tokenizer.embedding[...].at[0].set(100.0)
-    np.testing.assert_allclose(run(backbone, padded)["pooled"], base, atol=1e-6)
+    np.testing.assert_allclose(run(backbone, padded)["pooled"], base, rtol=1e-5, atol=1e-6)
 
 
 def test_training_dropout_and_gradients():

@@ -63,13 +63,15 @@ def parse_point(text: str) -> Point:
 
 def build_points(axes: Sequence[tuple[str, list[str]]], extra: Sequence[Point] = ()
                  ) -> list[Point]:
-    """The cartesian product of `axes` (in the order given; no axes: the baseline) and then
-    the `extra` points, without repeats."""
+    """The cartesian product of `axes` (in the order given) and then the `extra` points,
+    without repeats. Neither: the baseline alone (the config as it is)."""
     keys = [k for k, _ in axes]
     if len(set(keys)) != len(keys):
         raise ValueError(f"--grid names a key twice: {keys}")
     points = [Point(tuple(zip(keys, combo))) for combo in
-              itertools.product(*[values for _, values in axes])] if axes else [Point(())]
+              itertools.product(*[values for _, values in axes])] if axes else []
+    if not axes and not extra:
+        points = [Point(())]
     for p in extra:
         if p.label not in {q.label for q in points}:
             points.append(p)
