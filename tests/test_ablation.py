@@ -84,6 +84,19 @@ ABLATION = ["--config=pretrain:tiny,runlocal", "--set=total_steps=6", "--set=log
             "--set=eval.num_clips=32", "--set=optimizer.warmup_steps=2", "--set=eval.plots=False"]
 
 
+def test_a_points_value_wins_over_a_fixed_one(tmp_path):
+    # An equal-time point sets total_steps while --set=total_steps holds the reference length:
+    # the point's flag must come last (ml_collections applies flags in order).
+    study = runner.Study(config="pretrain:tiny", workdir=str(tmp_path),
+                         fixed=(("total_steps", "300"), ("model.video.droptoken_keep", "1.0")))
+    point = grid.Point((("model.video.droptoken_keep", "0.25"), ("total_steps", "548")))
+    (_, train), = runner.commands(study, point, 0)
+    flags = [a for a in train if a.startswith("--config.")]
+    assert flags == ["--config.total_steps=300", "--config.model.video.droptoken_keep=1.0",
+                     "--config.model.video.droptoken_keep=0.25", "--config.total_steps=548",
+                     "--config.seed=0"]
+
+
 def test_ablation_through_the_cli_is_resumable(tmp_path, capsys):
     work = str(tmp_path / "abl")
     args = [*ABLATION, f"--workdir={work}", "--grid=loss.cka_weight=0,0.5", "--seeds=0,1",

@@ -35,7 +35,8 @@ class Study:
 
     config: the training config spec (e.g. "pretrain:tiny" or configs/pretrain.py:tiny).
     workdir: the ablation's local folder; run <point>/seed<k> lives in <workdir>/runs/...
-    fixed: overrides applied to every training run (after the point's, before the seed).
+    fixed: overrides applied to every training run; a point's own value of a key wins (an
+      equal-time point's total_steps over a fixed --set=total_steps).
     evals: downstream config specs run on each trained model (e.g. "linear_probe:synthetic").
     """
     config: str
@@ -64,10 +65,12 @@ def commands(study: Study, point: Point, seed: int) -> list[tuple[str, list[str]
     was trained; the training's other keys (loss, steps, data) are its own."""
     run = study.run_dir(point, seed)
     train_dir = os.path.join(run, "train")
-    train_overrides = [*point.overrides, *study.fixed, ("seed", str(seed))]
+    # Fixed keys first, the point's after them: ml_collections applies flags in order, so the
+    # point (the more specific setting) wins where both name a key.
+    train_overrides = [*study.fixed, *point.overrides, ("seed", str(seed))]
     out = [("train", [sys.executable, "-m", "vatt.main", f"--config={study.config}",
                       f"--workdir={train_dir}", *overrides_flags(train_overrides)])]
-    model_overrides = [(k, v) for k, v in [*point.overrides, *study.fixed]
+    model_overrides = [(k, v) for k, v in [*study.fixed, *point.overrides]
                        if k.startswith("model.")]
     for spec in study.evals:
         name = eval_name(spec)
