@@ -74,6 +74,9 @@ def test_equal_time_points_read_an_earlier_summary(tmp_path):
     points = [grid.Point((("keep", "1.0"),)), grid.Point((("keep", "0.5"),))]
     out = cli.equal_time_points(points, str(earlier))
     assert [p.label for p in out] == ["keep=1.0 total_steps=100", "keep=0.5 total_steps=200"]
+    # A subset of the points keeps the whole earlier ablation's budget (keep 1.0's 4 s).
+    (half,) = cli.equal_time_points([grid.Point((("keep", "0.5"),))], str(earlier))
+    assert half.label == "keep=0.5 total_steps=200"
     with pytest.raises(ValueError, match="has no runs of"):
         cli.equal_time_points([grid.Point((("keep", "0.25"),))], str(earlier))
     with pytest.raises(ValueError, match="no summary.json"):

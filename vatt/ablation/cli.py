@@ -66,8 +66,10 @@ def equal_time_points(points: list[grid.Point], earlier: str) -> list[grid.Point
     if missing:
         raise ValueError(f"--equal_time_from={earlier} has no runs of {missing}: use the "
                          "same --grid/--point there")
-    steps = {p.label: rows[p.label]["step_s/mean"] for p in points}
-    reference = int(max(rows[p.label]["total_steps/mean"] for p in points))
+    # The budget is the slowest point of the whole earlier ablation, not only of the points
+    # asked for here, so an ablation split over several commands (or machines) agrees.
+    steps = {label: r["step_s/mean"] for label, r in rows.items()}
+    reference = int(max(r["total_steps/mean"] for r in rows.values()))
     per_point = grid.equal_time_steps(steps, reference)
     return [p.with_("total_steps", str(per_point[p.label])) for p in points]
 
