@@ -35,6 +35,18 @@ def test_grid_points_labels_and_parsing():
         grid.build_points([("seed", ["1"]), ("seed", ["2"])])
 
 
+
+def test_plot_labels_are_short_but_never_ambiguous():
+    keep = [grid.parse_point(f"model.video.droptoken_keep={k};model.audio.droptoken_keep={k};"
+                             f"total_steps={n}") for k, n in (("1.0", 300), ("0.5", 441))]
+    assert report.plot_labels(keep) == ["droptoken_keep=1.0\ntotal_steps=300",
+                                        "droptoken_keep=0.5\ntotal_steps=441"]
+    # video keep 0.5 / audio keep 1.0 and the reverse shorten alike: full labels instead.
+    mixed = [grid.parse_point("model.video.droptoken_keep=0.5;model.audio.droptoken_keep=1.0"),
+             grid.parse_point("model.video.droptoken_keep=1.0;model.audio.droptoken_keep=0.5")]
+    assert report.plot_labels(mixed) == [p.label.replace(" ", "\n") for p in mixed]
+    assert report.plot_labels([grid.Point(())]) == ["baseline"]
+
 def test_equal_time_steps():
     # keep 1.0 at 40 ms/step for 100 steps = 4 s; keep 0.5 at 25 ms gets 160 steps.
     steps = grid.equal_time_steps({"k1": 0.040, "k05": 0.025, "k025": 0.016}, 100)

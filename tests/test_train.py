@@ -169,8 +169,8 @@ def test_two_processes_fsdp_by_local_launcher_match_one(one_device_runs, two_pro
     assert_same_steps(workdir, one_device_runs["tiny_lr"])
     lines = stdout.splitlines()
     assert sum(line.startswith("[p0] step ") for line in lines) == STEPS
-    assert any(line.startswith(f"[p0] step {STEPS:>6d}/{STEPS} | loss") and "clips/s | ETA" in line
-               for line in lines)
+    assert any(line.startswith(f"[p0] step {STEPS:>6d}/{STEPS} | loss")
+               and "clips/s | input wait" in line and "| ETA " in line for line in lines)
     assert any(line.startswith("[p0] Compiled train step:") and "GiB per device" in line
                for line in lines)
     assert f"[p0] Zero-shot retrieval on {NUM_CLIPS} held-out clips" in stdout

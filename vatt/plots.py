@@ -139,8 +139,10 @@ def plot_ablation(labels: Sequence[str], panels: Mapping[str, Sequence[Sequence[
     n = len(panels)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig = _new_figure(1.2 + 3.4 * cols + 0.12 * max(map(len, labels), default=0),
-                      1.2 + 3.2 * rows)
+    # Room below each panel for the longest tick label (labels may span several lines).
+    label_lines = max((label.count("\n") + 1 for label in labels), default=1)
+    widest = max((len(line) for label in labels for line in label.split("\n")), default=0)
+    fig = _new_figure(1.2 + 3.6 * cols, 1.2 + (2.8 + 0.05 * widest + 0.15 * label_lines) * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     x = np.arange(len(labels))
     for ax, (metric, per_point) in zip(axes, panels.items()):

@@ -86,6 +86,24 @@ def to_markdown(rows: Sequence[dict], columns: Sequence[str], scale: dict[str, f
     return "\n".join(lines)
 
 
+def plot_labels(points: Sequence[Point]) -> list[str]:
+    """Short tick labels: each override as <last key component>=<value>, one per line, repeats
+    merged (model.video.droptoken_keep=0.5 and model.audio.droptoken_keep=0.5 read
+    "droptoken_keep=0.5"). Full labels when shortening would make two points look alike."""
+    short = []
+    for p in points:
+        values_by_name: dict[str, set[str]] = {}
+        for k, v in p.overrides:
+            values_by_name.setdefault(k.rsplit(".", 1)[-1], set()).add(v)
+        # A short name that stands for two different values in this point keeps its full keys.
+        parts = [f"{name}={v}" if len(values_by_name[name]) == 1 else f"{k}={v}"
+                 for k, v in p.overrides for name in [k.rsplit(".", 1)[-1]]]
+        short.append("\n".join(dict.fromkeys(parts)) or "baseline")
+    if len(set(short)) < len(points):
+        return [p.label.replace(" ", "\n") for p in points]
+    return short
+
+
 def write(workdir: str, points: Sequence[Point], results: Sequence[dict],
           plot_metrics: Sequence[str], title: str) -> dict[str, str]:
     """Writes results.json (every run), summary.json / summary.csv (mean and std per point)
@@ -102,6 +120,6 @@ def write(workdir: str, points: Sequence[Point], results: Sequence[dict],
     if labelled and present:
         panels = {m: [_values([r for r in results if r["point"] == p.label], m)
                       for p in labelled] for m in present}
-        out["plot"] = plot_ablation([p.label for p in labelled], panels,
+        out["plot"] = plot_ablation(plot_labels(labelled), panels,
                                     os.path.join(workdir, "summary.png"), title=title)
     return out
