@@ -34,6 +34,9 @@ setup(
         f"tensorflow-cpu>=2.16,<2.22; {_TF_CPU_PLATFORMS}",
         f"tensorflow>=2.16,<2.22; {_TF_OTHER_PLATFORMS}",
         "tensorflow-datasets>=4.9.6,<5",
+        # Built datasets are ArrayRecord files, read by index (vatt.data.positions); tfds writes
+        # them through this package.
+        "array-record>=0.5,<0.9",
         "av>=12,<20",  # PyAV bundles FFmpeg: no system ffmpeg needed.
         "matplotlib>=3.8,<4",
         "tensorboardX>=2.6,<3",

@@ -90,7 +90,6 @@ def _tiny_howto100m() -> ml_collections.ConfigDict:
     data.audio_samples = 12_800    # 8 frames at 5 fps = 1.6 s of 8 kHz audio, synced
     data.num_captions = 2
     data.max_text_len = 12
-    data.shuffle_buffer = 64
     config.data = data
     config.model.audio.input_samples = 12_800
     config.model.text.vocab_size = 2**16   # ids come from the vocabulary built with the data

@@ -1,5 +1,7 @@
-"""Input pipeline on tiny built datasets: batch format, determinism, exact resume, host shards,
-mixing (text masked for AudioSet), multi-view evaluation, DMVR TFRecords."""
+"""Input pipeline on tiny built datasets (ArrayRecord, read by index): batch format,
+determinism, exact resume from a position, the same global stream on any number of hosts,
+epochs that visit every example once, exact mixing (text masked for AudioSet), multi-view
+evaluation, DMVR records converted from TFRecords, TFRecord builds refused with the fix."""
 
 import json
 
@@ -27,7 +29,7 @@ def _cfg(data_dir, **kw):
 
     c = pipeline.default_config()
     c.name, c.data_dir = "howto100m/tiny", data_dir
-    c.num_frames, c.target_fps, c.frame_size, c.shuffle_buffer = 4, 2.5, 16, 4
+    c.num_frames, c.target_fps, c.frame_size = 4, 2.5, 16
     c.num_captions, c.max_text_len = 3, 6
     c.audio_noise = 0.01
     for k, v in kw.items():
@@ -72,7 +74,7 @@ def test_deterministic_and_exact_resume(data_dir):
     it = pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5)
     _take(it, 3)  # 9 elements: crosses the 7-clip epoch boundary
     state = json.loads(json.dumps(it.get_state()))
-    assert state["sources"][0]["epoch"] == 1 and state["mix_index"] == 9
+    assert state == {"version": 2, "kind": "train", "seed": 5, "position": 9}
     rest = _take(it, 2)
     assert _same(rest, a[3:])
     resumed = pipeline.make_iterator(cfg, global_batch_size=3, training=True, seed=5, state=state)
@@ -114,10 +116,11 @@ def test_mixture_masks_text_for_audioset(data_dir):
     batches = _take(it, 3)
     masks = np.concatenate([b["text_mask"] for b in batches])
     assert set(batches[0]) == {"video", "audio", "text", "text_mask"}
-    n_audioset = int((masks.max(-1) == 0).sum())
-    assert 0 < n_audioset < 24  # both sources appear; AudioSet clips are fully masked
+    assert int((masks.max(-1) == 0).sum()) == 12  # AudioSet clips are fully masked
     state = it.get_state()
-    assert len(state["sources"]) == 2 and state["mix_index"] == 24
+    assert state["position"] == 24
+    # The 1:1 interleave is exact: every batch holds 4 clips of each source.
+    assert [int((b["text_mask"].max(-1) == 0).sum()) for b in batches] == [4, 4, 4]
     more = _take(it, 2)
     resumed = pipeline.make_iterator(cfg, global_batch_size=8, training=True, seed=3, state=state)
     assert _same(_take(resumed, 2), more)
@@ -148,19 +151,87 @@ def test_eval_multicrop_video_and_multilabel(data_dir):
     assert sorted(b["labels"][:3].sum(-1).tolist()) == [1, 2, 2]
 
 
-def test_dmvr_source(data_dir, tmp_path):
-    from vatt.data import decode, dmvr, pipeline, tokenizer
+def test_dmvr_records_are_converted_then_read_by_index(data_dir, tmp_path):
+    from vatt.data import decode, dmvr, pipeline, to_array_record, tokenizer
 
     frames = np.stack([np.full([24, 32, 3], 10 * k, np.uint8) for k in range(12)])
     ex = [dmvr.make_example(decode.encode_jpeg(frames), np.zeros(8000, np.float32),
                             ["hello world"], label=k, video_id=f"v{k}") for k in range(3)]
+    ex.insert(1, dmvr.make_example([], np.zeros(100, np.float32), ["no frames"]))
+    ex.insert(2, b"not a sequence example")
     dmvr.write(str(tmp_path / "x-0.tfrecord"), ex)
+    with open(tmp_path / "x-0.tfrecord", "rb") as f:  # a second file cut in its last record
+        whole = f.read()
+    with open(tmp_path / "x-1.tfrecord", "wb") as f:
+        f.write(whole[: len(whole) - 50])
     tokenizer.save_vocab(str(tmp_path / "vocab.txt"), ["<pad>", "<unk>", "hello", "world"])
-    cfg = _cfg(data_dir, name=f"dmvr:{tmp_path}/x-*.tfrecord", dmvr_fps=5.0, dmvr_sample_rate=8000,
-               dmvr_num_classes=5, vocab_path=str(tmp_path / "vocab.txt"), num_captions=1)
+    kw = dict(dmvr_fps=5.0, dmvr_sample_rate=8000, dmvr_num_classes=5,
+              vocab_path=str(tmp_path / "vocab.txt"), num_captions=1)
+    with pytest.raises(ValueError, match=r"not ArrayRecord .*python -m vatt\.data\.to_array_record dmvr"):
+        pipeline.make_iterator(_cfg(data_dir, name=f"dmvr:{tmp_path}/x-*.tfrecord", **kw),
+                               global_batch_size=2, training=True)
+    out = tmp_path / "ar"
+    assert to_array_record.main(["dmvr", f"{tmp_path}/x-*.tfrecord", f"--out_dir={out}"]) == 0
+    summary = json.loads((out / "conversion_summary.json").read_text())
+    # File 0: 3 good records, 1 without frames, 1 garbage; file 1: the same up to its cut.
+    assert summary["written"] == 5
+    assert summary["skipped"] == {"no_frames": 2, "unparseable_record": 2, "truncated_file": 1}
+    cfg = _cfg(data_dir, name=f"dmvr:{out}/*.array_record", **kw)
     b = next(pipeline.make_iterator(cfg, global_batch_size=2, training=True))
     assert b["video"].shape == (2, 4, 16, 16, 3) and b["label"].shape == (2,)
     assert b["text"][:, 0, :3].tolist() == [[2, 3, 0]] * 2
+    ev = list(pipeline.make_iterator(cfg, global_batch_size=2, training=False))
+    labels = [int(lab) for e in ev for lab, v in zip(e["label"], e["valid"]) if v]
+    assert labels == [0, 1, 2, 0, 1]
+
+
+def test_one_epoch_visits_every_example_once_and_the_next_reshuffles(data_dir):
+    from vatt.data import pipeline
+
+    cfg = _cfg(data_dir, name="esc50/tiny", split="fold1+fold2+fold3+fold4+fold5", modalities="label")
+    n = len(pipeline.make_iterator(cfg, global_batch_size=1, training=False))
+    it = pipeline.make_iterator(cfg, global_batch_size=n, training=True, seed=1)
+    first, second = (next(it)["label"].tolist() for _ in range(2))
+    ev = list(pipeline.make_iterator(cfg, global_batch_size=n, training=False))[0]["label"].tolist()
+    assert sorted(first) == sorted(second) == sorted(ev)
+    assert first != second and first != ev
+
+
+@pytest.mark.parametrize("hosts", [2, 4])
+def test_every_host_count_reads_the_same_global_batches(data_dir, hosts):
+    """Host p's batch is rows [p*b, (p+1)*b) of the one-host global batch, from any position:
+    a run resumed on another number of hosts continues the same stream."""
+    from vatt.data import pipeline
+
+    cfg = _cfg(data_dir)
+    one = _take(pipeline.make_iterator(cfg, global_batch_size=4, training=True, seed=2), 4)
+    state = {"version": 2, "kind": "train", "seed": 2, "position": 8}  # after 2 global batches
+    parts = [_take(pipeline.make_iterator(cfg, global_batch_size=4, training=True, seed=2,
+                                          process_index=p, process_count=hosts, state=state), 2)
+             for p in range(hosts)]
+    for t in range(2):
+        for k, v in one[2 + t].items():
+            assert np.array_equal(np.concatenate([parts[p][t][k] for p in range(hosts)]), v), k
+
+
+def test_a_tfrecord_build_is_refused_with_the_command_that_converts_it(tmp_path):
+    import tensorflow_datasets as tfds
+
+    import vatt.data.builders  # noqa: F401
+    from vatt.data import pipeline, to_array_record
+
+    F.write_esc50(str(tmp_path / "esc"))
+    dd = str(tmp_path / "tfds")
+    builder = tfds.builder("esc50/tiny", data_dir=dd)
+    builder.download_and_prepare(file_format="tfrecord", download_config=tfds.download.DownloadConfig(
+        manual_dir=str(tmp_path / "esc")))
+    cfg = _cfg(dd, name="esc50/tiny", split="fold1")
+    with pytest.raises(ValueError, match=r"stored as tfrecord.*python -m vatt\.data\.to_array_record esc50/tiny"):
+        pipeline.make_iterator(cfg, global_batch_size=2, training=False)
+    assert to_array_record.main(["esc50/tiny", f"--data_dir={dd}"]) == 0
+    labels = [int(lab) for b in pipeline.make_iterator(cfg, global_batch_size=2, training=False)
+              for lab, v in zip(b["label"], b["valid"]) if v]
+    assert sorted(labels) == [7, 8]
 
 
 def test_bench_smoke():

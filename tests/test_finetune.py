@@ -125,7 +125,7 @@ def test_pretrained_finetuning_beats_scratch(trained_run, tmp_path):
 
 # ----------------------------------------------------------------------------- real-format data
 def _real_data_overrides(data_dir: str, name: str) -> dict:
-    return {"data__name": name, "data__data_dir": data_dir, "data__shuffle_buffer": 8,
+    return {"data__name": name, "data__data_dir": data_dir,
             # The pipeline's default caption length (16) exceeds the tiny model's max_len (12);
             # no text is read when fine-tuning, but the start-up check compares them.
             "data__max_text_len": 12,

@@ -277,7 +277,9 @@ def built(tmp_path_factory):
 def _load(built, name, split):
     import tensorflow_datasets as tfds
 
-    return list(tfds.as_numpy(tfds.load(f"{name}/tiny", split=split, data_dir=built["data_dir"])))
+    # Built datasets are ArrayRecord: tfds reads them back by index (decoded to numpy).
+    return [{k: np.asarray(v) if isinstance(v, list) else v for k, v in ex.items()}
+            for ex in tfds.data_source(f"{name}/tiny", split=split, data_dir=built["data_dir"])]
 
 
 def _items(summary, action):
@@ -487,7 +489,8 @@ def test_real_recordings_build(tmp_path):
     assert _items(s, "kept") == {("bikes", "no_audio_track_zero_filled"), ("plants", "shorter_than_clip_kept")}
     import tensorflow_datasets as tfds
 
-    exs = list(tfds.as_numpy(tfds.load("howto100m/tiny", split="train", data_dir=str(tmp_path / "tfds"))))
+    exs = [{k: np.asarray(v) if isinstance(v, list) else v for k, v in ex.items()}
+           for ex in tfds.data_source("howto100m/tiny", split="train", data_dir=str(tmp_path / "tfds"))]
     by_vid: dict = {}
     for e in exs:
         by_vid.setdefault(e["video_id"].decode(), []).append(e)

@@ -121,17 +121,18 @@ def test_words_tokenizer_refuses_bos_eos(tmp_path):
 
 
 def test_pipeline_reads_captions_with_the_dmvr_tokenizer(vocab_file, tmp_path):
-    """config.data.tokenizer='dmvr' reaches the tf.data pipeline (DMVR TFRecords here)."""
+    """config.data.tokenizer='dmvr' reaches the tf.data pipeline (DMVR records here)."""
     from vatt.data import decode, dmvr, pipeline
 
     frames = np.stack([np.full([24, 32, 3], 10 * k, np.uint8) for k in range(12)])
     ex = [dmvr.make_example(decode.encode_jpeg(frames), np.zeros(8000, np.float32),
                             ["Add the Salt!", "Don't e-mail"], video_id=f"v{k}") for k in range(2)]
     dmvr.write(str(tmp_path / "x-0.tfrecord"), ex)
+    dmvr.convert(str(tmp_path / "x-0.tfrecord"), str(tmp_path / "ar"))
     c = pipeline.default_config()
-    c.name = f"dmvr:{tmp_path}/x-*.tfrecord"
+    c.name = f"dmvr:{tmp_path}/ar/*.array_record"
     c.modalities = "video,text"
-    c.num_frames, c.target_fps, c.frame_size, c.shuffle_buffer = 4, 2.5, 16, 2
+    c.num_frames, c.target_fps, c.frame_size = 4, 2.5, 16
     c.dmvr_fps, c.dmvr_sample_rate = 5.0, 8000
     c.num_captions, c.max_text_len, c.vocab_path = 2, 5, vocab_file
     c.tokenizer, c.prepend_bos, c.append_eos = "dmvr", True, True

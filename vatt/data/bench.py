@@ -47,7 +47,7 @@ def run(*, clips: int = 64, frame_size: int = 224, num_frames: int = 32, short_s
     cfg.num_frames, cfg.frame_size, cfg.target_fps = num_frames, frame_size, fps
     src = sources.Source(name="bench", split="", weight=1.0, fps=fps, sample_rate=sample_rate,
                          has_video=True, has_audio=True, caption_key="caption", label_kind=None,
-                         num_classes=0, vocab_path=None, count=lambda: clips, read=None)
+                         num_classes=0, vocab_path=None, num_examples=clips, read=None, parse=None)
     vocab = ["<pad>", "<unk>", "a", "person", "cuts", "an", "onion", "then", "fries", "it"]
     proc = pipeline._Processor(cfg, src, {"video", "audio", "text"}, True,
                                tokenizer.TFTokenizer(vocab, cfg.max_text_len), 0)

@@ -4,7 +4,8 @@
 
 Shows tfds' progress bars, then prints the build summary (written / skipped / padded items,
 also saved as build_summary.json next to the data). Read the result with
-`tfds.load("esc50/default", data_dir="/data/tfds")` after `import vatt.data.builders`, or with
+`tfds.data_source("esc50/default", split="fold1", data_dir="/data/tfds")` (ArrayRecord, by
+index) after `import vatt.data.builders`, or with
 `vatt.data.pipeline.make_iterator`. Both folders are local (or a mounted bucket: gcsfuse); a
 gs:// URL is refused in one line before anything starts (vatt.paths, kind "local").
 """
@@ -52,8 +53,12 @@ def build(name: str, *, manual_dir: str, data_dir: str, config=None, overwrite: 
     if overwrite and os.path.isdir(builder.data_dir):
         import shutil
         shutil.rmtree(builder.data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+    # ArrayRecord: the input pipeline reads examples by index (vatt.data.positions).
+    builder.download_and_prepare(file_format="array_record", download_config=tfds.download.DownloadConfig(
         manual_dir=os.path.abspath(os.path.expanduser(manual_dir)), download_mode=mode))
+    # Built earlier as TFRecords (reused, not rebuilt): add the ArrayRecord copy.
+    from vatt.data import to_array_record
+    to_array_record.convert_tfds(builder.info.full_name.rsplit("/", 1)[0], data_dir)
     return base.read_summary(builder.data_dir)
 
 

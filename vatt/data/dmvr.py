@@ -1,9 +1,10 @@
-"""Read (and, for tests, write) DMVR-format TFRecords of tf.SequenceExample.
+"""DMVR-format tf.SequenceExample records: parse them, convert TFRecord files of them to
+ArrayRecord (what the pipeline reads, by index), and write TFRecords (as DMVR users have them).
 
 Layout read (keys configurable): feature lists `image/encoded` (one JPEG per frame) and
 `waveform/floats` (the waveform as one float list per step, concatenated), context
 `caption/string` (bytes list: the clip's captions) and `label/index` (int64 list). Missing keys
-read as empty. The reader yields the same element structure as the tfds builders read with
+read as empty. `parse` yields the same element structure as the tfds builders read with
 `SkipDecoding` on video, so the input pipeline handles both the same way:
   {"video": string [N], "audio": float32 [S], "caption": string [C], "label": int64 [],
    "labels": int64 [M], "video_id": string []}
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -52,28 +55,78 @@ def parse(serialized: tf.Tensor, keys: DmvrKeys = DmvrKeys()) -> dict:
     }
 
 
+ARRAY_RECORD_SUFFIX = ".array_record"
+
+
 def files(pattern: str) -> list[str]:
+    """The files a glob (or one path) names, sorted; FileNotFoundError when none."""
     out = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
-    if not out:
-        raise FileNotFoundError(f"No DMVR TFRecords match {pattern!r}")
+    if not out or not all(os.path.isfile(f) for f in out):
+        raise FileNotFoundError(f"No DMVR files match {pattern!r}")
     return out
 
 
-def num_examples(pattern: str) -> int:
-    """Count records (a full read; used only for evaluation sizes)."""
-    return sum(1 for _ in tf.data.TFRecordDataset(files(pattern)))
-
-
-def read(pattern: str, *, process_index: int = 0, process_count: int = 1,
-         keys: DmvrKeys = DmvrKeys()) -> tf.data.Dataset:
-    """Deterministic dataset of parsed elements; this host's shard (by file when there are at
-    least as many files as hosts, else by record)."""
+def array_record_files(pattern: str) -> list[str]:
+    """The ArrayRecord files of `pattern`; refuses TFRecords with the command that converts them."""
     fs = files(pattern)
-    if len(fs) >= process_count and process_count > 1:
-        ds = tf.data.TFRecordDataset(fs[process_index::process_count])
-    else:
-        ds = tf.data.TFRecordDataset(fs).shard(process_count, process_index)
-    return ds.map(lambda s: parse(s, keys), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    other = [f for f in fs if ARRAY_RECORD_SUFFIX not in os.path.basename(f)]
+    if other:
+        raise ValueError(
+            f"config.data.name='dmvr:{pattern}' matches {len(other)} file(s) that are not ArrayRecord "
+            f"(e.g. {other[0]}); the pipeline reads records by index. Convert the TFRecords once: "
+            f"`python -m vatt.data.to_array_record dmvr '{pattern}' --out_dir=<folder>` and use "
+            f"dmvr:<folder>/*{ARRAY_RECORD_SUFFIX}")
+    return fs
+
+
+def convert(pattern: str, out_dir: str, *, require_frames: bool = True) -> dict:
+    """TFRecord files of serialized DMVR SequenceExamples -> ArrayRecord files in `out_dir`, one per
+    input file (<stem>.array_record), keeping the order.
+
+    Records that do not parse as a SequenceExample, or that have no frames (`require_frames`,
+    the default: a video record without frames cannot make a clip; False for audio-only sets such
+    as ESC-50) or no waveform either, are skipped and counted; a truncated file keeps the records read before the damage. Returns (and
+    writes as conversion_summary.json) {"written": n, "skipped": {reason: n}, "files": [...]}.
+    """
+    from array_record.python import array_record_module
+
+    os.makedirs(out_dir, exist_ok=True)
+    summary = {"written": 0, "skipped": {}, "files": []}
+
+    def skip(reason: str) -> None:
+        summary["skipped"][reason] = summary["skipped"].get(reason, 0) + 1
+
+    for path in files(pattern):
+        stem = os.path.basename(path).split(".tfrecord")[0]
+        out = os.path.join(out_dir, stem + ARRAY_RECORD_SUFFIX)
+        writer = array_record_module.ArrayRecordWriter(out, "group_size:1")  # 1: cheap random access
+        it = iter(tf.data.TFRecordDataset(path).as_numpy_iterator())
+        while True:
+            try:
+                record = next(it)
+            except StopIteration:
+                break
+            except tf.errors.DataLossError:
+                skip("truncated_file")
+                break
+            try:
+                ex = parse(tf.constant(record))
+            except tf.errors.InvalidArgumentError:
+                skip("unparseable_record")
+                continue
+            if require_frames and int(tf.size(ex["video"])) == 0:
+                skip("no_frames")
+                continue
+            if int(tf.size(ex["video"])) == 0 and int(tf.size(ex["audio"])) == 0:
+                skip("no_frames_or_audio")
+                continue
+            writer.write(record)
+            summary["written"] += 1
+        writer.close()
+        summary["files"].append(out)
+    with open(os.path.join(out_dir, "conversion_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
 
 
 def make_example(jpeg_frames: list[bytes], waveform: np.ndarray, captions: list[str] = (),

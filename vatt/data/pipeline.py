@@ -7,14 +7,15 @@
   batch = next(it)   # video [b,T,H,W,3] in [-1,1], audio [b,S], text [b,K,L], text_mask [b,K]
   state = it.get_state()   # JSON-able; it.set_state(state) resumes exactly
 
-b = global_batch_size / process_count (each host reads only its shard). Training streams are
-infinite: each source is reshuffled every epoch (shuffle seed from (seed, source, epoch)); a
-mixture picks each element's source with a stateless draw from (seed, element number); every
-example's augmentation is seeded by (seed, source, epoch, position in epoch). The state is
-therefore just positions: {"mix_index", "sources": [{"epoch", "index"}]}; resuming rebuilds the
-streams and skips to those positions (reading, not decoding, at most one epoch per source).
-Evaluation makes one pass, pads the last batches with zeros and adds `valid` [b] (1 = real
-example); every host yields the same number of batches.
+b = global_batch_size / process_count: each host reads, by index from the ArrayRecord files,
+only its slice of every global batch. Training streams are infinite and stateless: the example
+at global position g and its augmentation are a pure function of (seed, epoch, g)
+(vatt.data.positions: a weighted interleave of the mixture, a per-epoch index shuffle of each
+source, augmentation seeded by (seed, source, epoch, position in epoch)). The state is therefore
+one number, the global positions consumed ({"position": step * global batch}); resuming reads
+nothing it does not train on, on any number of hosts. Evaluation makes one pass over contiguous
+host shares, pads the last batches with zeros and adds `valid` [b] (1 = real example); every host
+yields the same number of batches.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from vatt.data import positions
 from vatt.data import sources as src_lib
 from vatt.data import tokenizer as tok
 from vatt.data import transforms as T
 from vatt.data.pipeline_config import default_config  # noqa: F401 (re-exported)
 from vatt.data.tf_setup import hide_accelerators
 
-STATE_VERSION = 1
-_META = ("_src", "_epoch", "_index")
+STATE_VERSION = 2
 
 
 def _sources(cfg: ml_collections.ConfigDict) -> list[src_lib.Source]:
@@ -158,21 +159,27 @@ class _Processor:
         return video[0] if self.views == 1 else video
 
 
-def _element_seed(seed: int, src: int, epoch, index) -> tf.Tensor:
+def _element_seed(seed: int, src: int, epoch, position) -> tf.Tensor:
+    """[2] int64 seed of one example's augmentation: (run seed, source, epoch, in-epoch position)."""
     s = tf.constant([seed, 0x5EED], tf.int64)
     s = T.fold_in(s, src)
     s = T.fold_in(s, epoch)
-    return T.fold_in(s, index)
+    return T.fold_in(s, position)
 
 
 class DataIterator:
-    """Iterator of numpy batches with a JSON-able position (`get_state` / `set_state`)."""
+    """Iterator of numpy batches with a JSON-able position (`get_state` / `set_state`).
+
+    Training state: {"version", "kind": "train", "seed", "position"}: global positions consumed
+    (step * global batch); evaluation state: {"version", "kind": "eval", "batches"}.
+    """
 
     def __init__(self, make_dataset, state: dict, training: bool, num_batches: int | None,
-                 element_spec: dict | None = None):
+                 global_batch_size: int):
         self._make = make_dataset
         self._state = state
         self._training = training
+        self._global_batch_size = global_batch_size
         self._it: Iterator | None = None
         self.num_batches = num_batches  # evaluation: batches per host (same on every host)
 
@@ -189,13 +196,7 @@ class DataIterator:
             self._it = self._make(self._state).as_numpy_iterator()
         batch = next(self._it)
         if self._training:
-            srcs, epochs, idxs = (batch.pop(k) for k in _META)
-            for s, pos in enumerate(self._state["sources"]):
-                sel = np.nonzero(srcs == s)[0]
-                if sel.size:
-                    last = sel[-1]  # elements of one source arrive in stream order
-                    pos["epoch"], pos["index"] = int(epochs[last]), int(idxs[last]) + 1
-            self._state["mix_index"] += int(srcs.shape[0])
+            self._state["position"] += self._global_batch_size
         else:
             self._state["batches"] += 1
         return batch
@@ -204,12 +205,35 @@ class DataIterator:
         return copy.deepcopy(self._state)
 
     def set_state(self, state: dict[str, Any]) -> None:
-        if state.get("version") != STATE_VERSION or state.get("kind") != self._state["kind"] or \
-            len(state.get("sources", [])) != len(self._state["sources"]):
+        if state.get("version") == 1:
+            raise ValueError(
+                "this checkpoint's data position was saved by the sequential tf.data reader "
+                "(iterator state version 1), whose stream order the random-access reader does not "
+                "reproduce: finish that run with the vatt version that started it, or start a new "
+                "run with --config.init_from=<its checkpoint> to keep its weights")
+        if state.get("version") != STATE_VERSION or state.get("kind") != self._state["kind"]:
             raise ValueError(f"iterator state {state} does not match this pipeline "
-                             f"({self._state['kind']}, {len(self._state['sources'])} sources)")
+                             f"(version {STATE_VERSION}, {self._state['kind']})")
         self._state = copy.deepcopy(state)
         self._it = None
+
+
+def _read_records(sources: list[src_lib.Source]):
+    """(source ids [n], example indices [n]) -> serialized records [n], one batched read per source."""
+    def read(source_ids: np.ndarray, examples: np.ndarray) -> np.ndarray:
+        out = np.empty(source_ids.shape[0], object)
+        for s in np.unique(source_ids):
+            sel = np.nonzero(source_ids == s)[0]
+            out[sel] = list(sources[int(s)].read(examples[sel]))
+        return out
+    return read
+
+
+def _with_records(read, n: int):
+    def add(d: dict) -> dict:
+        records = tf.numpy_function(read, [d["source"], d["example"]], tf.string, stateful=False)
+        return {**d, "record": tf.ensure_shape(records, [n])}
+    return add
 
 
 def make_iterator(
@@ -230,6 +254,11 @@ def make_iterator(
       text int32 [b, K, L], text_mask float32 [b, K]
       label int32 [b] (single-label sources), labels float32 [b, C] multi-hot (AudioSet)
       valid float32 [b] (evaluation only: 0 for padding)
+
+    Training: host `process_index` reads its slice of every global batch; which example fills each
+    global position (and its augmentation) is vatt.data.positions' pure function of (seed, epoch,
+    position), so a resumed or re-sharded run reads exactly what it trains on. Decoding runs in
+    tf.data's parallel map: TensorFlow kernels on a C++ thread pool, without the GIL.
     """
     hide_accelerators()
     cfg = config
@@ -237,6 +266,9 @@ def make_iterator(
         raise ValueError(f"global_batch_size={global_batch_size} is not divisible by process_count={process_count}")
     b = global_batch_size // process_count
     sources = _sources(cfg)
+    empty = [s.name for s in sources if s.num_examples == 0]
+    if empty:
+        raise ValueError(f"{empty[0]} has no examples; check its build summary (build_summary.json)")
     mods = _modalities(cfg, sources)
     if not training and len(sources) > 1:
         raise ValueError("evaluation reads one dataset; set config.data.mixture = ''")
@@ -254,65 +286,61 @@ def make_iterator(
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_optimization.map_parallelization = True
+    read = _read_records(sources)
 
     if training:
-        init = {"version": STATE_VERSION, "kind": "train", "seed": int(seed), "mix_index": 0,
-                "sources": [{"epoch": 0, "index": 0} for _ in sources]}
-        weights = np.array([s.weight for s in sources], np.float64)
-        logits = tf.constant(np.log(weights / weights.sum())[None], tf.float32)
+        init = {"version": STATE_VERSION, "kind": "train", "seed": int(seed), "position": 0}
+        plan = positions.mixture_plan([s.weight for s in sources])
+        sizes = [s.num_examples for s in sources]
 
         def make(st: dict) -> tf.data.Dataset:
-            streams = []
-            for si, (s, proc) in enumerate(zip(sources, procs)):
-                raw = s.read(process_index, process_count)
+            run_seed, start = int(st["seed"]), int(st["position"])
 
-                def epoch_ds(e, raw=raw, si=si):
-                    shuffle_seed = tf.bitwise.bitwise_xor(tf.cast(e, tf.int64) * 1000003 + si * 7919, int(st["seed"]))
-                    ds = raw.shuffle(cfg.shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
-                    return ds.enumerate().map(lambda i, x: (tf.cast(e, tf.int64), i, x))
+            def host_batch(k):
+                first = positions.host_slice(k, start, global_batch_size, b, process_index)
+                return positions.training_positions(first, b, run_seed, plan, sizes)
 
-                pos = st["sources"][si]
-                first = epoch_ds(tf.constant(pos["epoch"], tf.int64)).skip(pos["index"])
-                rest = tf.data.Dataset.range(pos["epoch"] + 1, 2**62).flat_map(epoch_ds)
-                stream = first.concatenate(rest)
+            def process(d):
+                def branch(si):
+                    return lambda: procs[si](sources[si].parse(d["record"]),
+                                             _element_seed(run_seed, si, d["epoch"], d["position"]))
+                if len(sources) == 1:
+                    return branch(0)()
+                return tf.switch_case(tf.cast(d["source"], tf.int32), [branch(si) for si in range(len(sources))])
 
-                def process(e, i, x, si=si, proc=proc):
-                    out = proc(x, _element_seed(st["seed"], si, e, i))
-                    out.update({"_src": tf.constant(si, tf.int64), "_epoch": e, "_index": i})
-                    return out
-
-                streams.append(stream.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
-            if len(streams) == 1:
-                ds = streams[0]
-            else:
-                base_seed = tf.constant([st["seed"], 0x313C], tf.int64)
-                choice = tf.data.Dataset.range(st["mix_index"], 2**62).map(
-                    lambda g: tf.cast(tf.random.stateless_categorical(logits, 1, T.fold_in(base_seed, g))[0, 0], tf.int64))
-                ds = tf.data.Dataset.choose_from_datasets(streams, choice)
+            ds = tf.data.Dataset.range(2**62).map(host_batch).map(_with_records(read, b)).unbatch()
+            ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             ds = ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
             return ds.with_options(options)
 
-        it = DataIterator(make, init, True, None)
+        it = DataIterator(make, init, True, None, global_batch_size)
     else:
         s, proc = sources[0], procs[0]
-        num_batches = math.ceil(s.host_examples(process_count) / b)
-        init = {"version": STATE_VERSION, "kind": "eval", "batches": 0, "sources": [{}]}
+        begin, end = positions.eval_share(s.num_examples, process_index, process_count)
+        num_batches = math.ceil(math.ceil(s.num_examples / process_count) / b)
+        init = {"version": STATE_VERSION, "kind": "eval", "batches": 0}
+
+        def host_batch(k):
+            idx = begin + k * b + tf.range(b, dtype=tf.int64)
+            return {"source": tf.zeros([b], tf.int64), "example": tf.minimum(idx, s.num_examples - 1),
+                    "valid": idx < end}
+
+        def process(d):
+            out = proc(s.parse(d["record"]), _element_seed(seed, 0, 0, d["example"]))
+            valid = tf.cast(d["valid"], tf.float32)
+            # Padding rows (past this host's share) are all zeros, as the evaluators expect.
+            out = {k: v * tf.cast(valid, v.dtype) for k, v in out.items()}
+            out["valid"] = valid
+            return out
 
         def make(st: dict) -> tf.data.Dataset:
-            def process(i, x):
-                out = proc(x, _element_seed(seed, 0, 0, i))
-                out["valid"] = tf.constant(1.0, tf.float32)
-                return out
-
-            ds = s.read(process_index, process_count).enumerate().map(
-                process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            pad = tf.data.Dataset.from_tensors(
-                tf.nest.map_structure(lambda sp: tf.zeros(sp.shape, sp.dtype), ds.element_spec)).repeat()
-            ds = ds.concatenate(pad).take(num_batches * b).batch(b, drop_remainder=True)
-            ds = ds.skip(st["batches"]).prefetch(tf.data.AUTOTUNE)
+            ds = tf.data.Dataset.range(st["batches"], num_batches).map(host_batch)
+            ds = ds.map(_with_records(read, b)).unbatch()
+            ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ds = ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
             return ds.with_options(options)
 
-        it = DataIterator(make, init, False, num_batches)
+        it = DataIterator(make, init, False, num_batches, global_batch_size)
     if state is not None:
         it.set_state(state)
     return it

@@ -1,19 +1,24 @@
-"""Data sources of the input pipeline: a built vatt tfds dataset or DMVR TFRecords.
+"""Data sources of the input pipeline: a built vatt tfds dataset or DMVR records, both in
+ArrayRecord files read by index.
 
-A source gives this host's shard of raw elements (frames still JPEG-encoded) plus what the
-pipeline needs to know about it (stored fps and sample rate, which fields it has).
+A source gives random access to its serialized records (`read(indices)`), a graph function that
+parses one record into the raw element (frames still JPEG-encoded), and what the pipeline needs
+to know about it (stored fps and sample rate, which fields it has). Which records a host reads,
+and in which order, is vatt.data.positions' business, not the source's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from vatt.data import tokenizer as tok
+
+CONVERT_COMMAND = "python -m vatt.data.to_array_record"
 
 
 @dataclasses.dataclass
@@ -21,7 +26,9 @@ class Source:
     """One dataset of a (possibly single-member) mixture.
 
     name: tfds "name[/config]" or "dmvr:<file glob>"; fps / sample_rate: how frames and audio are
-    stored; label_kind: "single" (field `label`), "multi" (field `labels`) or None.
+    stored; label_kind: "single" (field `label`), "multi" (field `labels`) or None;
+    read: example indices [n] -> their serialized records; parse: one serialized record (tf.string
+    scalar) -> {"video": string [N] JPEG frames, "audio": float32 [S], caption: string [C], ...}.
     """
 
     name: str
@@ -35,12 +42,9 @@ class Source:
     label_kind: str | None
     num_classes: int
     vocab_path: str | None
-    count: Callable[[], int]  # number of examples of the split (DMVR: counted on demand)
-    read: Callable[[int, int], tf.data.Dataset]  # (process_index, process_count) -> elements
-
-    def host_examples(self, process_count: int) -> int:
-        """Upper bound of examples on one host (ceil(N / P)); equal on every host."""
-        return math.ceil(self.count() / process_count)
+    num_examples: int
+    read: Callable[[Sequence[int]], Sequence[bytes]]
+    parse: Callable[[tf.Tensor], dict]
 
 
 def parse_mixture(spec: str) -> list[tuple[str, str, float]]:
@@ -70,6 +74,18 @@ def tfds_source(name: str, split: str, weight: float, data_dir: str | None,
         raise FileNotFoundError(
             f"Dataset {name!r} is not built in data_dir={data_dir!r}. Build it with "
             f"`python -m vatt.data.build {name} --manual_dir=<your copy> --data_dir={data_dir}`.")
+    array_record = tfds.core.file_adapters.FileFormat.ARRAY_RECORD
+    if array_record not in builder.info.available_file_formats() and \
+            array_record.value in builder.info.as_proto.alternative_file_formats:
+        # A build converted by vatt.data.to_array_record: tfds 4.9 restores alternative formats
+        # into the proto only, and as_data_source checks the list.
+        builder.info.alternative_file_formats.append(array_record)
+    if array_record not in builder.info.available_file_formats():
+        stored = builder.info.file_format.value if builder.info.file_format else "unknown"
+        raise ValueError(
+            f"Dataset {name!r} in {builder.data_dir} is stored as {stored}; the pipeline reads "
+            f"examples by index from ArrayRecord files. Convert it once (the {stored} files are "
+            f"kept): `{CONVERT_COMMAND} {name} --data_dir={data_dir}`")
     feats = builder.info.features
     cfg = builder.builder_config
     has_video = "video" in feats
@@ -82,35 +98,46 @@ def tfds_source(name: str, split: str, weight: float, data_dir: str | None,
         kind, ncls = None, 0
     keep = [k for k in ("video", "audio", cap, "label", "labels") if k and k in feats]
     vocab = os.path.join(builder.data_dir, tok.VOCAB_FILENAME)
+    records = builder.as_data_source(split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES,
+                                     file_format=array_record)
+    decoders = {"video": tfds.decode.SkipDecoding()} if has_video else None
 
-    def read(process_index: int, process_count: int) -> tf.data.Dataset:
-        host_split = tfds.even_splits(split, n=process_count)[process_index] if process_count > 1 else split
-        decoders = {"video": tfds.decode.SkipDecoding()} if has_video else None
-        ds = builder.as_dataset(split=host_split, decoders=decoders, shuffle_files=False,
-                                read_config=tfds.ReadConfig(interleave_cycle_length=1, add_tfds_id=False))
-        return ds.map(lambda ex: {k: ex[k] for k in keep})
+    def parse(serialized: tf.Tensor) -> dict:
+        ex = feats.deserialize_example(serialized, decoders=decoders)
+        return {k: ex[k] for k in keep}
 
     return Source(name=name, split=split, weight=weight, fps=float(cfg.fps),
                   sample_rate=int(cfg.sample_rate), has_video=has_video, has_audio="audio" in feats,
                   caption_key=cap, label_kind=kind, num_classes=ncls,
                   vocab_path=vocab if os.path.exists(vocab) else None,
-                  count=lambda: int(builder.info.splits[split].num_examples), read=read)
+                  num_examples=len(records), read=_reader(records), parse=parse)
 
 
 def dmvr_source(pattern: str, weight: float, fps: float, sample_rate: int, *, has_video: bool = True,
                 has_audio: bool = True, has_text: bool = True, num_classes: int = 0) -> Source:
+    """DMVR tf.SequenceExample records in ArrayRecord files (`pattern`: a glob or one file;
+    convert TFRecords once with `python -m vatt.data.to_array_record dmvr ...`)."""
+    from array_record.python.array_record_data_source import ArrayRecordDataSource
+
     from vatt.data import dmvr
 
     keep = (["video"] if has_video else []) + (["audio"] if has_audio else []) + \
            (["caption"] if has_text else []) + (["label"] if num_classes else [])
+    records = ArrayRecordDataSource(dmvr.array_record_files(pattern))
 
-    def read(process_index: int, process_count: int) -> tf.data.Dataset:
-        ds = dmvr.read(pattern, process_index=process_index, process_count=process_count)
-        if has_video:  # a record without frames cannot make a clip
-            ds = ds.filter(lambda ex: tf.size(ex["video"]) > 0)
-        return ds.map(lambda ex: {k: ex[k] for k in keep})
+    def parse(serialized: tf.Tensor) -> dict:
+        ex = dmvr.parse(serialized)
+        return {k: ex[k] for k in keep}
 
     return Source(name=f"dmvr:{pattern}", split="", weight=weight, fps=fps, sample_rate=sample_rate,
                   has_video=has_video, has_audio=has_audio, caption_key="caption" if has_text else None,
                   label_kind="single" if num_classes else None, num_classes=num_classes,
-                  vocab_path=None, count=lambda: dmvr.num_examples(pattern), read=read)
+                  vocab_path=None, num_examples=len(records), read=_reader(records), parse=parse)
+
+
+def _reader(records) -> Callable[[Sequence[int]], Sequence[bytes]]:
+    """Batched random access of a data source (one call per batch keeps the Python work, which
+    holds the GIL, off the per-example path)."""
+    def read(indices: Sequence[int]) -> Sequence[bytes]:
+        return records.__getitems__([int(i) for i in np.asarray(indices).reshape(-1)])
+    return read

@@ -2,7 +2,7 @@
 
 `import vatt.data.builders` registers `howto100m`, `audioset`, `ucf101_local`, `esc50` and
 `msrvtt` with tfds; build one with `python -m vatt.data.build <name> --manual_dir=... --data_dir=...`
-and read it with `tfds.load("<name>/<config>", data_dir=...)`.
+and read it by index with `tfds.data_source("<name>/<config>", split=..., data_dir=...)`.
 """
 
 from vatt.data.builders.audioset import Audioset
