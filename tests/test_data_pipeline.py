@@ -214,6 +214,35 @@ def test_every_host_count_reads_the_same_global_batches(data_dir, hosts):
             assert np.array_equal(np.concatenate([parts[p][t][k] for p in range(hosts)]), v), k
 
 
+def test_a_resumed_stream_reads_only_what_it_trains_on(data_dir, monkeypatch):
+    """From position 8 the first records read are exactly those of positions 8, 9, ...: no
+    earlier record is read (nothing is skipped by reading), and reads go forward in order."""
+    import tensorflow as tf
+
+    from vatt.data import pipeline, positions
+
+    reads = []
+    make_sources = pipeline._sources
+
+    def logged(cfg):
+        out = make_sources(cfg)
+        for s in out:
+            def read(indices, _read=s.read):
+                reads.extend(int(i) for i in indices)
+                return _read(indices)
+            s.read = read
+        return out
+
+    monkeypatch.setattr(pipeline, "_sources", logged)
+    state = {"version": 2, "kind": "train", "seed": 4, "position": 8}
+    it = pipeline.make_iterator(_cfg(data_dir), global_batch_size=4, training=True, seed=4, state=state)
+    next(it)
+    seen = list(reads)  # prefetching goes on reading ahead meanwhile
+    plan = positions.mixture_plan([1.0])
+    wanted = positions.training_positions(tf.constant(8, tf.int64), len(seen), 4, plan, [7])
+    assert len(seen) >= 4 and seen == wanted["example"].numpy().tolist()
+
+
 def test_a_tfrecord_build_is_refused_with_the_command_that_converts_it(tmp_path):
     import tensorflow_datasets as tfds
 
