@@ -13,10 +13,10 @@ What may be remote depends on who reads it, and `unsupported()` says so in one l
 - "epath" (vocabularies, embedding matrices, a report's output folder): files read or written
   through etils.epath alone: any scheme it knows and has a file system for (gs://, s3://,
   az://, hf://);
-- "local" (built datasets, DMVR TFRecords, the videos a build reads): tf.data and tfds read and
-  write them through TensorFlow's own file layer (PyAV decodes local files), whose GCS client
-  cannot be pointed at an emulator, so vatt cannot test it; a bucket is used through a mount
-  (gcsfuse) instead.
+- "local" (built datasets, DMVR records, the videos a build reads): ArrayRecord files are read
+  through array_record's file layer and written by tfds through TensorFlow's (PyAV decodes local
+  files); neither GCS client can be pointed at an emulator, so vatt cannot test them; a bucket is
+  used through a mount (gcsfuse) instead.
 
 Layer 0: no JAX, no TensorFlow import.
 """

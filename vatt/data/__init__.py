@@ -1,4 +1,4 @@
 """Data layer. `vatt.data.synthetic` is numpy-only; real datasets (tfds builders,
-DMVR TFRecords, the tf.data pipeline) live in submodules that import TensorFlow,
+DMVR records, the random-access pipeline) live in submodules that import TensorFlow,
 so importing this package imports neither.
 """

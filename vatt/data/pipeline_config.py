@@ -43,7 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval_num_clips = 1
     c.eval_num_crops = 1  # 1 (centre) or 3 (start / centre / end of the long side)
     c.eval_crop_fraction = 1.0  # eval crop side as a fraction of the short side
-    c.dmvr_fps = 25.0  # stored rates of DMVR TFRecords
+    c.dmvr_fps = 25.0  # stored rates of DMVR records
     c.dmvr_sample_rate = 48000
     c.dmvr_num_classes = 0
     return c

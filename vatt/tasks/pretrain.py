@@ -172,7 +172,7 @@ class PretrainTask:
         if self.synthetic:
             return SyntheticTrainStream(self.world, self.config.batch_size, start_step,
                                         process_index, process_count)
-        # A built dataset (tfds builder or DMVR TFRecords) through the tf.data pipeline; its
+        # A built dataset (tfds builder or DMVR records, ArrayRecord) through the pipeline; its
         # position is restored from the checkpoint by the loop (set_state).
         from vatt.data import pipeline  # TensorFlow: imported only when real data is read
         return ModelInputs(pipeline.make_iterator(
