@@ -34,9 +34,11 @@ def data_dir(tmp_path_factory):
 
 
 def overrides(data_dir, **extra):
+    # The tiny rate for both tests: bit-identity holds at any rate, and the layout comparison
+    # needs it (tests/conftest.py TINY_LR); one uninterrupted reference serves both.
     return {"data.data_dir": data_dir, "total_steps": STEPS, "batch_size": BATCH,
             "log_every_steps": 1, "checkpoint_every_steps": 2, "checkpoints_to_keep": 10,
-            "optimizer.warmup_steps": 1, "eval.plots": False, **extra}
+            "optimizer.warmup_steps": 1, "eval.plots": False, **TINY_LR, **extra}
 
 
 def cli(workdir, values):
@@ -50,8 +52,13 @@ def run_here(workdir, values) -> str:
     return str(workdir)
 
 
-def test_sigkill_restart_on_real_data_is_bit_identical(data_dir, tmp_path):
-    reference = run_here(tmp_path / "reference", overrides(data_dir))
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory) -> str:
+    """The uninterrupted 1-device run."""
+    return run_here(tmp_path_factory.mktemp("reference") / "run", overrides(data_dir))
+
+
+def test_sigkill_restart_on_real_data_is_bit_identical(data_dir, reference, tmp_path):
     workdir = tmp_path / "killed"
     rng, kills = random.Random(7), 0
     while True:
@@ -77,13 +84,12 @@ def test_sigkill_restart_on_real_data_is_bit_identical(data_dir, tmp_path):
         assert [got[s] for s in got] == [expected[s] for s in got], key  # bit-identical
 
 
-def test_two_processes_two_devices_resume_on_one_device(data_dir, tmp_path):
+def test_two_processes_two_devices_resume_on_one_device(data_dir, reference, tmp_path):
     """Steps 1-4 on 2 processes x 2 devices, then 5-8 on 1 device from its step-4 checkpoint:
     every step's loss as in the uninterrupted 1-device run (tiny rate, rtol 1e-4). The gradient
     norm (~100 on real clips, through temperature 0.07) is the more rounding-sensitive figure:
     layouts agree on it to about 1.2e-4, checked at 5e-4."""
-    values = overrides(data_dir, **TINY_LR)
-    reference = run_here(tmp_path / "one", values)
+    values = overrides(data_dir)
     two = tmp_path / "two"
     proc = subprocess.run(
         [sys.executable, "launch/local.py", "--num_processes=2", "--devices_per_process=2", "--",
