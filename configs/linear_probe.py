@@ -33,6 +33,7 @@ def probe_entry(dataset: str, runlocal: bool = False) -> ml_collections.ConfigDi
     """The `evals` entry of a probe (also usable in a pretraining config's `evals`)."""
     e = default_probe_config()
     e.kind, e.dataset, e.prefix = "linear_probe", dataset, ""
+    e.every_steps = 0  # its own schedule inside a training run (0: config.eval_every_steps)
     if dataset == "synthetic":
         e.update({"label_factors": ("direction", "speed"), "num_train": 2048, "num_test": 512,
                   "batch_size": 64, "modality": "video"})

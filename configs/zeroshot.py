@@ -25,8 +25,9 @@ DATASETS = ("synthetic", "msrvtt", "youcook2")
 
 def zeroshot_entry(dataset: str, runlocal: bool = False) -> ml_collections.ConfigDict:
     """The `evals` entry of a retrieval evaluation (also usable during pretraining)."""
+    # every_steps: its own schedule inside a training run (0: config.eval_every_steps).
     e = ml_collections.ConfigDict({"kind": "zeroshot", "dataset": dataset, "prefix": "",
-                                   "batch_size": 64, "write_report": True})
+                                   "every_steps": 0, "batch_size": 64, "write_report": True})
     if dataset == "synthetic":
         e.num_clips = 512
         if runlocal:  # the held-out clips pretrain:tiny,runlocal evaluates itself on

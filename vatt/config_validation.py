@@ -27,7 +27,7 @@ from vatt.models.droptoken import DROPTOKEN_MODES
 from vatt.models.heads import BN_PLACEMENTS, HEAD_KINDS
 from vatt.models.tokenizers import INIT_SCHEMES, POS_INTERPOLATIONS
 from vatt.models.transformer import ATTENTION_IMPLS, REMAT_POLICIES
-from vatt.models.vatt_model import DTYPES, TEXT_KINDS
+from vatt.models.vatt_model import DTYPE_CHOICES, TEXT_KINDS
 from vatt.tasks import EVALUATE_ONLY, TASKS
 from vatt.tracking import INSTALL_HINT, WANDB_MODES, wandb_available
 from vatt.train.optimizer import GRAD_CLIP_SCOPES, OPTIMIZERS
@@ -165,7 +165,7 @@ def _validate_model(model: ml_collections.ConfigDict) -> None:
     def check(key: str, allowed: Iterable[Any]) -> None:
         _one_of(ml_collections.ConfigDict({"model": model}), key, allowed)
     check("model.backbone", ("modality_specific", "shared"))
-    check("model.dtype", DTYPES)
+    check("model.dtype", DTYPE_CHOICES)
     check("model.attention_impl", ATTENTION_IMPLS)
     check("model.remat_policy", ("none",) + tuple(REMAT_POLICIES))
     check("model.droptoken_mode", DROPTOKEN_MODES)
@@ -196,6 +196,16 @@ def _factors(key: str, factors) -> None:
 def _validate_eval_entry(config: ml_collections.ConfigDict, name: str,
                          entry: ml_collections.ConfigDict) -> None:
     _one_of(config, f"evals.{name}.kind", EVAL_KINDS)
+    every = entry.get("every_steps", 0)
+    _require(isinstance(every, int) and not isinstance(every, bool) and every >= 0,
+             f"config.evals.{name}.every_steps={every!r} must be an integer >= 0 (0: every "
+             "config.eval_every_steps steps, or only at the end when that is 0 too)")
+    if "data" in entry and entry.dataset != "synthetic":
+        data = entry.data
+        _require(bool(data.get("data_dir", "")) or str(data.get("name", "")).startswith("dmvr:"),
+                 f"config.evals.{name}.data.data_dir is empty but config.evals.{name}.data.name="
+                 f"{data.get('name', '')!r} is a built dataset: set it to the --data_dir given "
+                 "to python -m vatt.data.build")
     if entry.dataset == "synthetic":
         _require(config.data.name == "synthetic",
                  f"config.evals.{name}.dataset='synthetic' needs config.data.name='synthetic' "

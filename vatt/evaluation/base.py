@@ -74,7 +74,9 @@ class EvalContext:
 
 
 class Evaluator(Protocol):
-    # Every metric this evaluator returns starts with f"{prefix}/".
+    """Every metric an evaluator returns starts with f"{prefix}/". An evaluator may also have
+    an int `every_steps` (its own schedule during training, see `evaluators_due`); without it,
+    or at 0, it follows the run's `eval_every_steps`."""
     prefix: str
 
     def run(self, ctx: EvalContext) -> dict[str, float]:
@@ -124,8 +126,24 @@ def map_batches(fn: Callable, ctx: EvalContext, batches: Iterable[dict[str, np.n
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
+def evaluators_due(evaluators: Iterable[Evaluator], step: int, total_steps: int,
+                   default_every_steps: int) -> list[Evaluator]:
+    """The evaluators to run after training step `step`: each every `every_steps` steps (its
+    own, or `default_every_steps` where it has none or 0; 0 there too: never before the end),
+    and every one of them at the last step, so the final metrics are always complete."""
+    if step >= total_steps:
+        return list(evaluators)
+    due = []
+    for evaluator in evaluators:
+        every = getattr(evaluator, "every_steps", 0) or default_every_steps
+        if every and step % every == 0:
+            due.append(evaluator)
+    return due
+
+
 def run_evaluators(evaluators: Iterable[Evaluator], ctx: EvalContext) -> dict[str, float]:
-    """Runs every evaluator; refuses two evaluators that report the same metric name."""
+    """Runs the given evaluators (a schedule picks them: `evaluators_due`); refuses two
+    evaluators that report the same metric name."""
     results: dict[str, float] = {}
     source: dict[str, str] = {}
     for evaluator in evaluators:

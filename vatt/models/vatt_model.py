@@ -39,14 +39,22 @@ from vatt.models.transformer import Encoder
 
 MODALITIES = ("video", "audio", "text")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# model.dtype may also be "auto": bfloat16 compute on accelerators (GPU, TPU), float32 on CPU,
+# where bfloat16 matmuls are emulated and slower than float32. Parameters stay float32 either
+# way, so a checkpoint does not depend on where it was trained.
+DTYPE_CHOICES = tuple(DTYPES) + ("auto",)
+ACCELERATOR_BACKENDS = ("gpu", "tpu")
 # model.text.kind: the official T5 text tower, or the pre-LN transformer of the other modalities.
 TEXT_KINDS = ("t5", "transformer")
 
 
 def compute_dtype(name: str) -> Any:
-    """'float32' | 'bfloat16' | 'float16' -> jnp dtype."""
+    """'float32' | 'bfloat16' | 'float16' | 'auto' -> jnp dtype ('auto': bfloat16 when JAX's
+    default backend is an accelerator, else float32)."""
+    if name == "auto":
+        return jnp.bfloat16 if jax.default_backend() in ACCELERATOR_BACKENDS else jnp.float32
     if name not in DTYPES:
-        raise ValueError(f"model.dtype={name!r}; choose one of {sorted(DTYPES)}.")
+        raise ValueError(f"model.dtype={name!r}; choose one of {sorted(DTYPE_CHOICES)}.")
     return DTYPES[name]
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from vatt import paths
-from vatt.evaluation.base import EvalContext, Writer, run_evaluators
+from vatt.evaluation.base import EvalContext, Writer, evaluators_due, run_evaluators
 from vatt.models import transfer
 from vatt.parallel import distributed
 from vatt.parallel.mesh import make_mesh
@@ -50,9 +50,10 @@ def _is_main() -> bool:
 
 
 def _evaluate(task, graphdef, state: TrainState, mesh: Mesh, workdir: str,
-              writer: Writer) -> dict[str, float]:
+              writer: Writer, evaluators: list | None = None) -> dict[str, float]:
+    """Runs `evaluators` (default: all of the task's) and writes their metrics."""
     ctx = EvalContext(graphdef, state.params, state.rest, mesh, workdir, int(state.step), writer)
-    metrics = run_evaluators(task.evaluators(), ctx)
+    metrics = run_evaluators(task.evaluators() if evaluators is None else evaluators, ctx)
     writer.write(int(state.step), metrics)
     if _is_main() and metrics:
         print(f"eval at step {int(state.step)}: " + ", ".join(
@@ -75,7 +76,9 @@ def _load_pretrained(task, config: ml_collections.ConfigDict, state: TrainState,
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task,
                        writer: Writer) -> dict[str, float]:
-    """Trains `task` for `config.total_steps`, evaluating every `eval_every_steps` and at the end.
+    """Trains `task` for `config.total_steps`, running each evaluator on its own schedule (its
+    `every_steps`, else `eval_every_steps`; vatt.evaluation.base.evaluators_due) and all of them
+    at the end.
 
     Resumes from the latest good checkpoint in `workdir`; on SIGTERM/SIGINT saves one and
     raises Preempted. An evaluate-only task (task.evaluate_only) loads `config.init_from`,
@@ -198,12 +201,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
                 check_finite(step)
                 checkpointer.save(step, state, data_state)
                 progress.exclude(time.perf_counter() - aside)
-            eval_now = config.eval_every_steps and step % config.eval_every_steps == 0
-            if eval_now or step == config.total_steps:
+            due = evaluators_due(task.evaluators(), step, config.total_steps,
+                                 config.eval_every_steps)
+            if due or step == config.total_steps:
                 flush_pending()
                 aside = time.perf_counter()
                 check_finite(step)
-                eval_metrics = _evaluate(task, graphdef, state, mesh, workdir, writer)
+                eval_metrics = _evaluate(task, graphdef, state, mesh, workdir, writer, due)
                 progress.exclude(time.perf_counter() - aside)
             if guard.requested(step):
                 flush_pending()
