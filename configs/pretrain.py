@@ -154,13 +154,15 @@ def _official_augmentation(data: ml_collections.ConfigDict) -> None:
     """The official VATT pretraining augmentation, as far as the pipeline's keys express it:
     VGG-style crop (short side resized to the crop size, a random square of it: the official
     min_resize = crop size; its +-20% aspect jitter has no key), horizontal flip, colour jitter
-    (brightness 32/255, contrast and saturation x[0.6, 1.4], as the official one; that one
-    also shifts hue, on 80% of the clips), Gaussian audio noise of std 0.01 (official: 0.01 x the clip's peak)."""
+    on 80% of the clips (brightness 32/255, contrast and saturation x[0.6, 1.4]; the official
+    one also shifts hue), Gaussian audio noise of std 0.01 x the clip's peak |amplitude|."""
     data.crop = "vgg"
     data.vgg_resize = (data.frame_size, data.frame_size)
     data.flip = True
     data.color_jitter = 1.0
+    data.color_jitter_prob = 0.8
     data.audio_noise = 0.01
+    data.audio_noise_scale = "peak"
 
 
 def _paper_augmentation(data: ml_collections.ConfigDict) -> None:

@@ -91,6 +91,28 @@ def test_vgg_crop_and_no_jitter(data_dir):
     assert b["video"].shape == (2, 4, 16, 16, 3)
 
 
+def test_official_jitter_probability_and_peak_scaled_audio_noise(data_dir):
+    """color_jitter_prob=0.8 leaves about a fifth of the clips unjittered (exactly the clips of
+    color_jitter=0), the others as prob=1 jitters them; audio_noise_scale='peak' makes the noise
+    std audio_noise x the clip's peak."""
+    from vatt.data import pipeline
+
+    def batch(**kw):
+        cfg = _cfg(data_dir, **{"audio_noise": 0.0, **kw})
+        return next(pipeline.make_iterator(cfg, global_batch_size=20, training=True, seed=9))
+
+    plain, always, often = batch(color_jitter=0.0), batch(), batch(color_jitter_prob=0.8)
+    kept = [np.array_equal(o, p) for o, p in zip(often["video"], plain["video"])]
+    jittered = [np.array_equal(o, a) for o, a in zip(often["video"], always["video"])]
+    assert 1 <= sum(kept) <= 9 and all(k != j for k, j in zip(kept, jittered))
+    clean = batch(color_jitter=0.0)["audio"]
+    for scale, want in (("absolute", lambda a: 0.05), ("peak", lambda a: 0.05 * np.abs(a).max())):
+        noisy = batch(color_jitter=0.0, audio_noise=0.05, audio_noise_scale=scale)["audio"]
+        for a, n in zip(clean, noisy):
+            if np.abs(a).max() > 0:
+                np.testing.assert_allclose((n - a).std(), want(a), rtol=0.05)
+
+
 def test_host_shards_are_disjoint(data_dir):
     from vatt.data import pipeline
 

@@ -15,7 +15,7 @@ import ml_collections
 from vatt import paths
 from vatt.errors import ConfigError  # noqa: F401  (raised here; callers import it from here too)
 from vatt.alignment import CKA_KERNELS, CKA_SPACES
-from vatt.data.pipeline_config import CROPS, EVAL_NUM_CROPS, TOKENIZERS
+from vatt.data.pipeline_config import AUDIO_NOISE_SCALES, CROPS, EVAL_NUM_CROPS, TOKENIZERS
 from vatt.data.synthetic import FACTOR_NAMES, NUM_COMBINATIONS
 from vatt.evaluation.linear_probe import CLASSIFIERS
 from vatt.evaluation.registry import KINDS as EVAL_KINDS
@@ -259,6 +259,10 @@ def _validate_shapes(config: ml_collections.ConfigDict) -> None:
                  "dataset: set it to the --data_dir given to python -m vatt.data.build")
         _one_of(config, "data.crop", CROPS)
         _one_of(config, "data.eval_num_crops", EVAL_NUM_CROPS)
+        _one_of(config, "data.audio_noise_scale", AUDIO_NOISE_SCALES)
+        _require(0.0 <= data.color_jitter_prob <= 1.0,
+                 f"config.data.color_jitter_prob={data.color_jitter_prob} is not a probability: "
+                 "use a value in [0, 1] (official VATT: 0.8)")
         _validate_tokenizer(config, "data", data)
     frames = (data.num_frames, data.frame_size, data.frame_size)
     video = model.video

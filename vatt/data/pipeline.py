@@ -111,7 +111,10 @@ class _Processor:
                 waves = [w for w in waves for _ in range(cfg.eval_num_crops)]
             audio = tf.stack(waves)
             if self.training and cfg.audio_noise > 0:
-                audio = T.add_noise(audio, s_noise, cfg.audio_noise)
+                std = cfg.audio_noise
+                if cfg.get("audio_noise_scale", "absolute") == "peak":
+                    std = std * tf.reduce_max(tf.abs(audio))
+                audio = T.add_noise(audio, s_noise, std)
             out["audio"] = audio[0] if audio.shape[0] == 1 else audio
         if "text" in self.mods:
             if self.s.caption_key:
@@ -146,7 +149,15 @@ class _Processor:
             if cfg.flip:
                 frames = T.maybe_flip(frames, s_flip)
             if cfg.color_jitter > 0:
-                frames = T.colour_jitter(frames, s_col, cfg.color_jitter)
+                prob = cfg.get("color_jitter_prob", 1.0)
+                if prob >= 1.0:
+                    frames = T.colour_jitter(frames, s_col, cfg.color_jitter)
+                elif prob > 0.0:
+                    # The draw uses a seed folded from the jitter's, so the jitter itself (when
+                    # applied) is the one prob=1 gives.
+                    apply = tf.random.stateless_uniform([], T.fold_in(s_col, 0x0B)) < prob
+                    frames = tf.cond(apply, lambda: T.colour_jitter(frames, s_col, cfg.color_jitter),
+                                     lambda: frames)
             return tf.ensure_shape(frames * 2.0 - 1.0, [cfg.num_frames, size, size, 3])
         windows = T.centre_windows(shape, cfg.eval_num_crops, cfg.eval_crop_fraction)
         views = []

@@ -13,6 +13,9 @@ CROPS = ("inception", "vgg")
 # "dmvr" (the official pipeline's DMVR WordTokenizer rules, e.g. with the released howto100m_en.txt).
 TOKENIZERS = ("words", "dmvr")
 EVAL_NUM_CROPS = (1, 3)
+# config.data.audio_noise_scale: the noise std is audio_noise ("absolute") or audio_noise times the
+# clip's peak |amplitude| ("peak", the official VATT add_gaussian).
+AUDIO_NOISE_SCALES = ("absolute", "peak")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -32,7 +35,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.vgg_resize = (256, 320)  # vgg crop: short side resized to U[lo, hi] before a frame_size crop
     c.flip = True
     c.color_jitter = 1.0  # strength; 0 disables
-    c.audio_noise = 0.0  # std of Gaussian noise added to training audio
+    c.color_jitter_prob = 1.0  # share of training clips jittered (official VATT / DMVR: 0.8)
+    c.audio_noise = 0.0  # std of Gaussian noise added to training audio (see audio_noise_scale)
+    c.audio_noise_scale = "absolute"  # "absolute" | "peak": std = audio_noise * max |clip|
     c.num_captions = 4  # K
     c.max_text_len = 16  # L
     c.caption_key = "caption"  # MSR-VTT 1k-A retrieval: "caption_1k"
