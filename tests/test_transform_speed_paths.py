@@ -150,3 +150,20 @@ def test_plain_fallback_is_the_tf_image_formula(monkeypatch):
 def test_xla_path_is_in_use():
     """The fast path is what runs here (the probe found XLA), so the tests above exercised it."""
     assert T._xla_ok()
+
+
+@pytest.mark.parametrize("window", [[0, 0, 64, 96], [5, 17, 40, 29]])
+def test_flip_before_the_resize_is_the_mirror_of_the_resized_clip(window):
+    encoded = _jpegs()
+    win = tf.constant(window, tf.int32)
+    plain = T.decode_window(encoded, win, 24).numpy()
+    mirrored = T.decode_window(encoded, win, 24, tf.constant(True)).numpy()
+    np.testing.assert_allclose(mirrored, plain[:, :, ::-1], atol=1e-6)
+    np.testing.assert_array_equal(T.decode_window(encoded, win, 24, tf.constant(False)).numpy(), plain)
+
+
+def test_signed_jitter_is_twice_the_jitter_minus_one():
+    frames = tf.constant(_clip(np.random.default_rng(3)))
+    seed = tf.constant([4, 2], tf.int64)
+    np.testing.assert_allclose(T.colour_jitter(frames, seed, 1.0, signed=True).numpy(),
+                               T.colour_jitter(frames, seed, 1.0).numpy() * 2 - 1, atol=1e-6)

@@ -145,20 +145,22 @@ class _Processor:
             else:
                 raise ValueError(f"config.data.crop must be 'inception' or 'vgg', got {cfg.crop!r}")
             idx = T.frame_indices(n, starts[0], cfg.num_frames, self.stride)
-            frames = T.decode_window(tf.gather(enc, idx), window, size)
-            if cfg.flip:
-                frames = T.maybe_flip(frames, s_flip)
-            if cfg.color_jitter > 0:
-                prob = cfg.get("color_jitter_prob", 1.0)
-                if prob >= 1.0:
-                    frames = T.colour_jitter(frames, s_col, cfg.color_jitter)
-                elif prob > 0.0:
-                    # The draw uses a seed folded from the jitter's, so the jitter itself (when
-                    # applied) is the one prob=1 gives.
-                    apply = tf.random.stateless_uniform([], T.fold_in(s_col, 0x0B)) < prob
-                    frames = tf.cond(apply, lambda: T.colour_jitter(frames, s_col, cfg.color_jitter),
-                                     lambda: frames)
-            return tf.ensure_shape(frames * 2.0 - 1.0, [cfg.num_frames, size, size, 3])
+            # The flip is applied to the small uint8 crops, before the resize (T.decode_window).
+            flip = T.flip_draw(s_flip) if cfg.flip else None
+            frames = T.decode_window(tf.gather(enc, idx), window, size, flip)
+            prob = cfg.get("color_jitter_prob", 1.0) if cfg.color_jitter > 0 else 0.0
+            if prob >= 1.0:  # jitter and the map to [-1, 1] in one pass
+                frames = T.colour_jitter(frames, s_col, cfg.color_jitter, signed=True)
+            elif prob > 0.0:
+                # The draw uses a seed folded from the jitter's, so the jitter itself (when
+                # applied) is the one prob=1 gives.
+                apply = tf.random.stateless_uniform([], T.fold_in(s_col, 0x0B)) < prob
+                frames = tf.cond(apply,
+                                 lambda: T.colour_jitter(frames, s_col, cfg.color_jitter, signed=True),
+                                 lambda: frames * 2.0 - 1.0)
+            else:
+                frames = frames * 2.0 - 1.0
+            return tf.ensure_shape(frames, [cfg.num_frames, size, size, 3])
         windows = T.centre_windows(shape, cfg.eval_num_crops, cfg.eval_crop_fraction)
         views = []
         for c in range(cfg.eval_num_clips):

@@ -135,14 +135,22 @@ def _decode_crops(encoded: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
     return tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
 
 
-def decode_window(encoded: tf.Tensor, window: tf.Tensor, size: int) -> tf.Tensor:
+def decode_window(encoded: tf.Tensor, window: tf.Tensor, size: int,
+                  flip: tf.Tensor | None = None) -> tf.Tensor:
     """JPEG strings [T] -> float32 [T, size, size, 3] in [0, 1], cropped to `window` [y, x, h, w]
-    while decoding, then bilinearly resized (no antialiasing).
+    while decoding, then bilinearly resized (no antialiasing); mirrored left-right where the
+    bool scalar `flip` is true (see flip_draw).
+
+    The mirror is applied to the uint8 crops, before the resize: half-pixel-centred bilinear
+    resizing is symmetric, so the result is the mirror of the resized clip (to float rounding),
+    at a fraction of the bytes (a 256-pixel uint8 crop instead of 19 MB of float32 frames).
 
     No clip after the resize: each output is two nested lerps a + (b - a) t, t in [0, 1], of
     inputs in [0, 1], which float rounding keeps in [0, 1] (a 19 MB pass saved per clip).
     """
     frames = _decode_crops(encoded, window)
+    if flip is not None:
+        frames = tf.cond(flip, lambda: tf.reverse(frames, axis=[-2]), lambda: frames)
     # Resizing float32 is about twice as fast as resizing the uint8 crops directly.
     return tf.image.resize(tf.cast(frames, tf.float32) / 255.0, [size, size], antialias=False)
 
@@ -168,8 +176,9 @@ def _channel_mean(frames):
     return tf.reshape(tf.reduce_sum(tf.reshape(sums, [t, 8, 3]), axis=1) / (h * w), [t, 1, 1, 3])
 
 
-def _jitter_math(frames, delta, contrast, saturation):
-    """tf.image's brightness -> contrast -> saturation -> clip to [0, 1], in closed form on RGB.
+def _jitter_math(frames, delta, contrast, saturation, signed=False):
+    """tf.image's brightness -> contrast -> saturation -> clip to [0, 1], in closed form on RGB
+    (then mapped to [-1, 1] in the same loop when `signed`, the model's input range).
 
     frames: float32 [T, H, W, 3]. Brightness then contrast is one affine map per frame and channel:
     (x + d - (mu + d)) c + mu + d = c x + (1 - c) mu + d, mu the frame's channel mean (over H, W)
@@ -186,32 +195,41 @@ def _jitter_math(frames, delta, contrast, saturation):
     v = tf.maximum(tf.maximum(r, g), b)
     m = tf.minimum(tf.minimum(r, g), b)
     k = tf.clip_by_value(v / tf.maximum(v - m, 1e-12), 0.0, saturation)
-    return tf.clip_by_value(v - k * (v - y), 0.0, 1.0)
+    out = tf.clip_by_value(v - k * (v - y), 0.0, 1.0)
+    return out * 2.0 - 1.0 if signed else out
 
 
 _jitter_xla = _xla(_jitter_math)
+_jitter_signed_xla = _xla(lambda frames, d, c, f: _jitter_math(frames, d, c, f, signed=True))
 
 
-def colour_jitter(frames: tf.Tensor, seed: tf.Tensor, strength: float = 1.0) -> tf.Tensor:
+def colour_jitter(frames: tf.Tensor, seed: tf.Tensor, strength: float = 1.0,
+                  signed: bool = False) -> tf.Tensor:
     """Same brightness / contrast / saturation change for every frame of a clip.
 
-    frames: float32 [T, H, W, 3] in [0, 1] -> same shape, in [0, 1]. Equal (to float rounding,
-    ~1e-6) to tf.image.stateless_random_brightness(0.125 s), _contrast(1 -+ 0.4 s) and
-    _saturation(1 -+ 0.4 s) in that order, each from its part of stateless_split(seed, 3), then a
-    clip; s = strength.
+    frames: float32 [T, H, W, 3] in [0, 1] -> same shape, in [0, 1] (in [-1, 1] when `signed`:
+    2x - 1 fused into the same pass). Equal (to float rounding, ~1e-6) to
+    tf.image.stateless_random_brightness(0.125 s), _contrast(1 -+ 0.4 s) and _saturation(1 -+ 0.4 s)
+    in that order, each from its part of stateless_split(seed, 3), then a clip; s = strength.
     """
     if not _xla_ok():
         s = tf.random.experimental.stateless_split(seed, 3)
         frames = tf.image.stateless_random_brightness(frames, 0.125 * strength, s[0])
         frames = tf.image.stateless_random_contrast(frames, 1 - 0.4 * strength, 1 + 0.4 * strength, s[1])
         frames = tf.image.stateless_random_saturation(frames, 1 - 0.4 * strength, 1 + 0.4 * strength, s[2])
-        return tf.clip_by_value(frames, 0.0, 1.0)
-    return _jitter_xla(frames, *_jitter_factors(seed, strength))
+        frames = tf.clip_by_value(frames, 0.0, 1.0)
+        return frames * 2.0 - 1.0 if signed else frames
+    return (_jitter_signed_xla if signed else _jitter_xla)(frames, *_jitter_factors(seed, strength))
+
+
+def flip_draw(seed: tf.Tensor) -> tf.Tensor:
+    """Whether to mirror a clip: a bool scalar, true with probability 1/2 (drawn from `seed`)."""
+    return tf.random.stateless_uniform([], seed) < 0.5
 
 
 def maybe_flip(frames: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Left-right flip of frames [..., W, C] with probability 1/2 (drawn from `seed`)."""
-    flip = tf.random.stateless_uniform([], seed) < 0.5
+    """Left-right flip of frames [..., W, C] with probability 1/2 (flip_draw(seed))."""
+    flip = flip_draw(seed)
     reverse = _reverse_width if _xla_ok() else (lambda x: tf.reverse(x, axis=[-2]))
     return tf.cond(flip, lambda: reverse(frames), lambda: frames)
 
