@@ -165,3 +165,18 @@ def eight_device_runs(tmp_path_factory, one_device_runs) -> dict[str, str]:
                 """, num_devices=8)
             assert out == 8
     return workdirs
+
+
+# The longest modules first (xdist's loadfile hands modules out in collection order, so a long
+# module collected last keeps one worker busy after the other is done), alternating ones that
+# wait on the shared trained runs (one_device_runs, ...) with ones that do not, so the second
+# worker is not idle while the first trains them.
+LONG_MODULES_FIRST = ("test_train.py", "test_ablation.py", "test_pretrain_task.py",
+                      "test_real_data_resume.py", "test_checkpointing.py", "test_notebooks.py",
+                      "test_cloud_storage.py", "test_real_recipe.py", "test_grad_cache.py",
+                      "test_data_bench.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONG_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
