@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from typing import Any, Sequence
 
 import ml_collections
@@ -65,3 +67,21 @@ def run_cli(args: Sequence[str], num_devices: int = 1, timeout: float = 600,
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc
+
+
+def sigkill_at_step_line(proc: subprocess.Popen, step_lines: int, pause: float) -> bool:
+    """Reads `proc`'s console until its `step_lines`-th "step " line, waits `pause` seconds and
+    SIGKILLs it. True when the kill ended it (its stdout is then closed); False when it ended
+    first (its remaining output is still to read)."""
+    seen = 0
+    for line in proc.stdout:
+        if line.startswith("step "):
+            seen += 1
+            if seen >= step_lines:
+                time.sleep(pause)
+                proc.send_signal(signal.SIGKILL)
+                break
+    if proc.wait() == -signal.SIGKILL:
+        proc.stdout.close()
+        return True
+    return False

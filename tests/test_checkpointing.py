@@ -77,16 +77,7 @@ def test_sigkill_restarts_are_bit_identical(reference, tmp_path):
         if kills < 2:
             # Kill at a random moment once training is under way (a step line was printed).
             target = rng.randint(1, 4)
-            seen = 0
-            for line in proc.stdout:
-                if line.startswith("step "):
-                    seen += 1
-                    if seen >= target:
-                        time.sleep(rng.uniform(0.0, 0.5))
-                        proc.send_signal(signal.SIGKILL)
-                        break
-            if proc.wait() == -signal.SIGKILL:
-                proc.stdout.close()
+            if helpers.sigkill_at_step_line(proc, target, rng.uniform(0.0, 0.5)):
                 kills += 1
                 continue
         output = proc.communicate()[0]

@@ -5,10 +5,8 @@ within 1e-4). Only the step is needed to resume: the data position is step * glo
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -64,16 +62,10 @@ def test_sigkill_restart_on_real_data_is_bit_identical(data_dir, reference, tmp_
     while True:
         proc = subprocess.Popen(cli(workdir, overrides(data_dir)), env=child_env(1), cwd=REPO_ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if kills == 0:
-            for line in proc.stdout:
-                if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= 3:
-                    time.sleep(rng.uniform(0.0, 0.3))  # somewhere in steps 3-5, after checkpoint 2
-                    proc.send_signal(signal.SIGKILL)
-                    break
-            if proc.wait() == -signal.SIGKILL:
-                proc.stdout.close()
-                kills += 1
-                continue
+        # Somewhere in steps 3-5 (the first run prints step 1 first), after checkpoint 2.
+        if kills == 0 and helpers.sigkill_at_step_line(proc, 3, rng.uniform(0.0, 0.3)):
+            kills += 1
+            continue
         output = proc.communicate(timeout=600)[0]
         assert proc.returncode == 0, output[-4000:]
         break

@@ -58,7 +58,7 @@ def build(name: str, *, manual_dir: str, data_dir: str, config=None, overwrite: 
         manual_dir=os.path.abspath(os.path.expanduser(manual_dir)), download_mode=mode))
     # Built earlier as TFRecords (reused, not rebuilt): add the ArrayRecord copy.
     from vatt.data import to_array_record
-    to_array_record.convert_tfds(builder.info.full_name.rsplit("/", 1)[0], data_dir)
+    to_array_record.ensure_array_record(builder)
     return base.read_summary(builder.data_dir)
 
 

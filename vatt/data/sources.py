@@ -74,13 +74,9 @@ def tfds_source(name: str, split: str, weight: float, data_dir: str | None,
         raise FileNotFoundError(
             f"Dataset {name!r} is not built in data_dir={data_dir!r}. Build it with "
             f"`python -m vatt.data.build {name} --manual_dir=<your copy> --data_dir={data_dir}`.")
-    array_record = tfds.core.file_adapters.FileFormat.ARRAY_RECORD
-    if array_record not in builder.info.available_file_formats() and \
-            array_record.value in builder.info.as_proto.alternative_file_formats:
-        # A build converted by vatt.data.to_array_record: tfds 4.9 restores alternative formats
-        # into the proto only, and as_data_source checks the list.
-        builder.info.alternative_file_formats.append(array_record)
-    if array_record not in builder.info.available_file_formats():
+    from vatt.data.to_array_record import array_record_available
+
+    if not array_record_available(builder):
         stored = builder.info.file_format.value if builder.info.file_format else "unknown"
         raise ValueError(
             f"Dataset {name!r} in {builder.data_dir} is stored as {stored}; the pipeline reads "
@@ -99,7 +95,7 @@ def tfds_source(name: str, split: str, weight: float, data_dir: str | None,
     keep = [k for k in ("video", "audio", cap, "label", "labels") if k and k in feats]
     vocab = os.path.join(builder.data_dir, tok.VOCAB_FILENAME)
     records = builder.as_data_source(split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES,
-                                     file_format=array_record)
+                                     file_format="array_record")
     decoders = {"video": tfds.decode.SkipDecoding()} if has_video else None
 
     def parse(serialized: tf.Tensor) -> dict:

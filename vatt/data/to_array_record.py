@@ -58,6 +58,27 @@ def convert_tfds_build(version_dir: str) -> int:
     return written
 
 
+def array_record_available(builder) -> bool:
+    """Whether a prepared tfds builder's dataset has ArrayRecord shards (written so, or converted
+    here). tfds 4.9 restores a converted build's alternative formats into the info proto only,
+    while as_data_source checks the info's list: this adds it there, so reading works."""
+    from tensorflow_datasets.core.file_adapters import FileFormat
+
+    info = builder.info
+    if FileFormat.ARRAY_RECORD in info.available_file_formats():
+        return True
+    if FileFormat.ARRAY_RECORD.value in info.as_proto.alternative_file_formats:
+        info.alternative_file_formats.append(FileFormat.ARRAY_RECORD)
+        return True
+    return False
+
+
+def ensure_array_record(builder) -> None:
+    """Adds ArrayRecord shards to a prepared build that has only TFRecords (once)."""
+    if not array_record_available(builder):
+        convert_tfds_build(str(builder.data_dir))
+
+
 def convert_tfds(name: str, data_dir: str) -> str:
     """Converts built dataset `name` ("esc50/default") in `data_dir`; returns its folder."""
     hide_accelerators()
@@ -68,10 +89,7 @@ def convert_tfds(name: str, data_dir: str) -> str:
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
         raise FileNotFoundError(f"Dataset {name!r} is not built in {data_dir}: nothing to convert")
-    if "array_record" in ({builder.info.file_format.value if builder.info.file_format else ""}
-                          | set(builder.info.as_proto.alternative_file_formats)):
-        return str(builder.data_dir)
-    convert_tfds_build(str(builder.data_dir))
+    ensure_array_record(builder)
     return str(builder.data_dir)
 
 
