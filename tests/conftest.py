@@ -96,13 +96,15 @@ SAVING = dict(BASE_OVERRIDES, checkpoint_every_steps=3, checkpoints_to_keep=10)
 TINY_LR = {"optimizer.learning_rate": 1e-6, "optimizer.end_learning_rate": 1e-6}
 ONE_DEVICE_RUNS = {"default": SAVING, "tiny_lr": dict(SAVING, **TINY_LR)}
 # name: (overrides, 1-device run whose step-3 checkpoint it resumes from, or None). Only the
-# resumed run keeps checkpoints (tests/test_checkpointing.py resumes it on 1 device).
+# resumed run keeps checkpoints (tests/test_checkpointing.py resumes it on 1 device); it runs at
+# the tiny rate because it is compared with the 1-device run over 17 steps, where Adam at the
+# default rate turns the layouts' rounding into percent-level differences on some CPUs' code.
 EIGHT_DEVICE_RUNS = {
     "replicated": (BASE_OVERRIDES, None),
     "replicated_tiny_lr": (dict(BASE_OVERRIDES, **TINY_LR), None),
     "fsdp_tiny_lr": (dict(BASE_OVERRIDES, **TINY_LR, **{"mesh.fsdp": True}), None),
     "chunked_tiny_lr": (dict(BASE_OVERRIDES, **TINY_LR, **{"loss.chunked": True}), None),
-    "resumed": (SAVING, "default"),
+    "resumed_tiny_lr": (dict(SAVING, **TINY_LR), "tiny_lr"),
 }
 
 

@@ -120,8 +120,7 @@ def test_eight_fake_devices_match_one(one_device_runs, eight_device_runs):
     # first 4 steps at 1e-4. Later steps are not compared: Adam turns layout rounding into
     # differences that grow at a rate that depends on the CPU's vector code. One machine kept
     # all 20 losses within 1e-4; another (same jax/jaxlib 0.10.2) gave step 3's gradient norm
-    # within 3e-6 but step 4's 0.7% apart and step 6's loss 1.7% apart, while the 8-device run
-    # resumed from the 1-device step-3 checkpoint stays within 1e-5 of it. The tiny-rate
+    # within 3e-6 but step 4's 0.7% apart and step 6's loss 1.7% apart. The tiny-rate
     # comparison above is the layout-equality check over all 20 steps.
     assert_same_steps(eight_device_runs["replicated"], one_device_runs["default"], last=2,
                       rtol=1e-5)
