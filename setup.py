@@ -48,7 +48,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8,<10",
-            "pytest-xdist>=3.5,<4",
+            "pytest-xdist>=3.8,<4",
             "nbclient>=0.10,<0.12",
             "nbformat>=5.9,<6",
             "ipykernel>=6.29,<8",
