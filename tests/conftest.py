@@ -172,13 +172,13 @@ def eight_device_runs(tmp_path_factory, one_device_runs) -> dict[str, str]:
 # The longest modules first (xdist's loadfile hands modules out in this order: pytest.ini turns
 # off its own reordering, which puts the modules with the most tests first, so that the
 # 20-parameter config-validation module ran first and the 150 s test_train.py started 5 minutes
-# in). test_train.py builds the shared runs (one_device_runs within ~30 s, eight_device_runs
-# by ~110 s); the two modules that wait on them (test_checkpointing.py, test_pretrain_task.py,
-# each with ~60 s of other tests before) are handed out fourth and fifth, after two long
-# modules that wait on nothing, so no worker idles on a lock. Short modules follow in
-# collection order and fill the end.
-LONG_MODULES_FIRST = ("test_train.py", "test_ablation.py", "test_real_data_resume.py",
-                      "test_checkpointing.py", "test_pretrain_task.py", "test_notebooks.py",
+# in), alternating ones that wait on the shared trained runs (one_device_runs, ...) with ones
+# that do not. With three workers on two cores a worker waiting on a lock costs no core time
+# (test_pretrain_task.py waits ~70 s for the 8-device runs while the other two run); handing it
+# out after two modules that wait on nothing measured no better (683 s against 611 and 645 s,
+# within the VM's run-to-run spread). Short modules follow in collection order and fill the end.
+LONG_MODULES_FIRST = ("test_train.py", "test_ablation.py", "test_pretrain_task.py",
+                      "test_real_data_resume.py", "test_checkpointing.py", "test_notebooks.py",
                       "test_grad_cache.py", "test_cloud_storage.py", "test_real_recipe.py",
                       "test_models.py", "test_bench.py", "test_convert.py", "test_finetune.py",
                       "test_data_bench.py")
