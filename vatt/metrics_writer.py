@@ -78,11 +78,10 @@ class MetricsWriter:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closed = False
-        # Records appended to metrics.jsonl, and how many the last queued curves plot covers:
-        # close() redraws only when something was logged since (a run that ends with its final
-        # evaluation already drew them; each draw costs about a second).
-        self._records = 0
-        self._curves_cover: int | None = None
+        # Whether the last queued curves plot has every record of metrics.jsonl: close() redraws
+        # only when something was logged since (a run that ends with its final evaluation
+        # already drew them; each draw costs about a second).
+        self._curves_current = False
         self.errors: list[str] = []
         if self.enabled:
             paths.makedirs(self.workdir)
@@ -127,7 +126,7 @@ class MetricsWriter:
         record = {"step": int(step), "time": round(time.time(), 3)}
         record.update({k: _plain(v) for k, v in metrics.items()})
         self._metrics_file.append(json.dumps(record) + "\n")
-        self._records += 1
+        self._curves_current = False
         scalars = {k: float(v) for k, v in record.items()
                    if k not in ("step", "time") and isinstance(v, (int, float))}
         if self.tensorboard and scalars:
@@ -178,7 +177,7 @@ class MetricsWriter:
             self.submit(lambda: self._summary_writer().add_text(tag, text, step))
 
     def _submit_curves(self) -> None:
-        self._curves_cover = self._records
+        self._curves_current = True
         self.submit(self._plot_training_curves)
 
     def _plot_training_curves(self) -> None:
@@ -198,7 +197,7 @@ class MetricsWriter:
         the queue and closes the event file. Idempotent."""
         if not self.enabled or self._closed:
             return
-        if self.plots and self._curves_cover != self._records:
+        if self.plots and not self._curves_current:
             self._submit_curves()
         self.flush()
         self._closed = True

@@ -13,11 +13,9 @@ from __future__ import annotations
 import io
 import json
 import textwrap
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-from typing import TYPE_CHECKING
-
 from etils import epath
 
 from vatt import paths
