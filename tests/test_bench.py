@@ -1,9 +1,8 @@
-"""vatt.bench: suites, summary figures, the measured matmul peak against a matmul timed here, and
-an end-to-end CLI run on the tiny model: FLOPs of two independent lowerings (with and without
-rematerialisation), MFU from the row's own figures, and no TensorFlow imported."""
+"""vatt.bench: suites, summary figures, the measured matmul peak (plausible on the real clock;
+2 n^3 over the median on a given clock), and an end-to-end CLI run on the tiny model: FLOPs of
+two independent lowerings (with and without rematerialisation), MFU from the row's own figures,
+and no TensorFlow imported."""
 
-import statistics
-import time
 import types
 
 import pytest
@@ -68,38 +67,24 @@ def test_datasheet_peaks():
     assert peak.datasheet_peak(dev("cpu", "cpu"), "float32") is None
 
 
-def _timed_matmul(n: int, reps: int = 5) -> float:
-    """FLOP/s of an n x n matmul timed here (jitted, blocked, median of reps after a warm-up)."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    rng = np.random.default_rng(0)
-    # Two operands made beforehand: nothing but the matmul inside the timed call (an eager
-    # `a.T` per call was timed too, and on a loaded machine doubled the time).
-    a, b = (jnp.asarray(rng.normal(size=(n, n)), jnp.float32) for _ in range(2))
-    f = jax.jit(lambda x, y: x @ y)
-    f(a, b).block_until_ready()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f(a, b).block_until_ready()
-        times.append(time.perf_counter() - t)
-    return 2.0 * n**3 / statistics.median(times)
-
-
-def test_measure_matmul_is_plausible_and_matches_a_timed_matmul():
-    n = 512  # 0.27 GFLOP: ~10 ms on 2 cores, long enough for a steady timing
-    ratios = []
-    for _ in range(3):  # other processes share the cores: a burst may distort one attempt
-        measured = peak.measure_matmul(n, reps=5)
-        # A CPU: more than 1 GFLOP/s, less than 5 TFLOP/s (a large server socket in float32).
-        assert 1e9 < measured < 5e12, measured
-        ratios.append(measured / _timed_matmul(n))
-        if 0.67 < ratios[-1] < 1.5:  # measured 1.02-1.03 on 2 busy cores
-            break
-    else:
-        raise AssertionError(f"measure_matmul / timed matmul = {ratios}, expected ~1 (2 n^3 FLOPs "
-                             "per n x n matmul over the median time)")
+def test_measure_matmul_is_plausible_and_its_figure_is_2n3_over_the_median():
+    # On the real clock: a CPU does more than 1 GFLOP/s and less than 5 TFLOP/s (a large
+    # server socket in float32), however busy the cores are.
+    n = 512
+    measured = peak.measure_matmul(n, reps=5)
+    assert 1e9 < measured < 5e12, measured
+    # The figure itself, on a clock that says how long each run took (comparing two real
+    # timings on shared cores failed whenever a burst hit one of them: ratios 1.9, 0.42, 2.5
+    # in one CI run): 2 n^3 FLOPs over the median of the five runs, which the slowest and the
+    # fastest run do not move.
+    durations = [0.030, 0.010, 0.020, 0.500, 0.040]
+    readings = []
+    for start, d in enumerate(durations):
+        readings += [float(start), start + d]
+    calls = iter(readings)
+    assert peak.measure_matmul(n, reps=5, clock=lambda: next(calls)) == pytest.approx(
+        2.0 * n**3 / 0.030)
+    assert next(calls, None) is None  # one reading before and one after each timed run
 
 
 def test_cli_end_to_end_tiny_without_tensorflow():
