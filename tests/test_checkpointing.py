@@ -227,6 +227,56 @@ def test_nan_with_stop_keeps_last_good_checkpoint(tmp_path):
     assert not helpers.final_metrics(str(tmp_path))
 
 
+def test_non_finite_state_is_never_saved_and_never_resumed(tmp_path, capsys):
+    """Checkpointer.save refuses a state holding a NaN (the last good checkpoint stays the
+    newest), and restore_latest passes over a checkpoint holding one (written behind its back)."""
+    import jax
+    import jax.numpy as jnp
+    import orbax.checkpoint as ocp
+
+    from vatt.train.checkpointing import Checkpointer
+
+    good = {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.int32(1)}
+    bad = {"w": good["w"].at[1, 2].set(jnp.inf), "step": jnp.int32(2)}
+    checkpointer = Checkpointer(str(tmp_path), every_steps=1, max_to_keep=5)
+    assert checkpointer.save(1, good, {"position": 1})
+    assert not checkpointer.save(2, bad, {"position": 2})
+    checkpointer.manager.save(3, args=ocp.args.Composite(  # what another tool could leave
+        state=ocp.args.StandardSave(dict(bad, w=bad["w"].at[0, 0].set(jnp.nan))),
+        data=ocp.args.JsonSave({"position": 3})))
+    checkpointer.close()
+    assert saved_steps(tmp_path) == [1, 3]
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                            good)
+    state, data_state, step = Checkpointer(str(tmp_path)).restore_latest(abstract)
+    assert (step, data_state) == (1, {"position": 1})
+    np.testing.assert_array_equal(state["w"], good["w"])
+    out = capsys.readouterr().out
+    assert "Not saving step 2: the state holds non-finite values" in out
+    assert "Checkpoint at step 3 holds non-finite values; skipping it." in out
+
+
+def test_finiteness_check_reads_every_shard_on_four_devices():
+    # A non-finite value in any one shard of a sharded leaf, or in a replicated leaf, is found.
+    assert helpers.run_python("""
+        import json
+        import jax, jax.numpy as jnp, numpy as np
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        from vatt.train.checkpointing import _all_finite
+        mesh = jax.make_mesh((4,), ("data",))
+        def put(x, spec):
+            return jax.device_put(x, NamedSharding(mesh, spec))
+        sharded = np.arange(8.0).reshape(8, 1)
+        finite = {"a": put(sharded, P("data")), "b": put(np.ones(3), P()), "k": put(np.arange(4), P())}
+        out = [_all_finite(finite)]
+        for row in range(8):  # rows 2k, 2k+1 live on device k
+            x = sharded.copy(); x[row, 0] = np.nan
+            out.append(_all_finite(dict(finite, a=put(x, P("data")))))
+        out.append(_all_finite(dict(finite, b=put(np.array([1.0, -np.inf, 0.0]), P()))))
+        print("RESULT:" + json.dumps([jax.device_count()] + out))
+        """, num_devices=4) == [4, True] + [False] * 9
+
+
 @pytest.fixture(scope="module")
 def resumed_on_8(eight_device_runs):
     """(workdir, console output) of the 8-device run resuming the 1-device tiny-rate run's

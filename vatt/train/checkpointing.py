@@ -40,11 +40,29 @@ def _say(message: str) -> None:
         print(message, flush=True)
 
 
-@jax.jit
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+def _all_finite(tree: Any) -> bool:
+    """Whether every floating-point leaf of `tree` is finite, the same answer on every process.
+
+    Checked on the host, one replica of each shard (each process its own shards), then agreed
+    between processes: a jitted reduction compiled one program per state layout, ~2 s of XLA
+    for the tiny model's 277 leaves, more than the save it guards; reading the shards costs a
+    device-to-host copy of the state, which the save makes anyway.
+    """
+    finite = True
+    for leaf in jax.tree.leaves(tree):
+        if not isinstance(leaf, jax.Array):
+            leaf = np.asarray(leaf)
+        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+            continue
+        shards = ([s.data for s in leaf.addressable_shards if s.replica_id == 0]
+                  if isinstance(leaf, jax.Array) else [leaf])
+        if not all(np.isfinite(np.asarray(x)).all() for x in shards):
+            finite = False
+            break
+    if jax.process_count() > 1:  # all save (or refuse) together: orbax's save is collective
+        from jax.experimental import multihost_utils
+        finite = bool(np.all(multihost_utils.process_allgather(np.asarray(finite))))
+    return finite
 
 
 class Checkpointer:
@@ -87,7 +105,7 @@ class Checkpointer:
                      f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); skipping it and "
                      "trying the previous one.")
                 continue
-            if not bool(_all_finite(restored.state)):
+            if not _all_finite(restored.state):
                 _say(f"Checkpoint at step {step} holds non-finite values; skipping it.")
                 continue
             verb = "Loading" if self.read_only else "Resuming from"
@@ -100,7 +118,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, data_state: dict, *, force: bool = False) -> bool:
         """Starts an asynchronous save; refuses state with non-finite numbers."""
-        if not bool(_all_finite(state)):
+        if not _all_finite(state):
             _say(f"Not saving step {step}: the state holds non-finite values "
                  "(the last good checkpoint is kept).")
             return False
