@@ -151,9 +151,10 @@ def test_run_compiles_train_step_once_and_ends_its_prefetch_thread(manual_steps,
 
 
 def test_rate_length_and_fault_injection_do_not_change_the_program():
-    """The schedule's numbers and the injected-NaN step are runtime arguments of the step: runs
-    that differ only in them lower to the same program text, so they share one compilation
-    (and one persistent-cache entry). The model's options do change it."""
+    """The schedule's numbers and the injected-NaN step are runtime arguments of the step, and
+    what a non-finite step does next (skip or stop) is the loop's decision: runs that differ
+    only in them lower to the same program text, so they share one compilation (and one
+    persistent-cache entry). The model's options do change it."""
     def step_text(overrides):
         config = config_files.load(SPEC, dict(OVERRIDES, **overrides))
         mesh = make_mesh(config.mesh.data)
@@ -173,7 +174,7 @@ def test_rate_length_and_fault_injection_do_not_change_the_program():
     # All at once: a change of program by any one of them would show.
     assert step_text({"total_steps": 300, "optimizer.warmup_steps": 20,
                       "optimizer.learning_rate": 1e-6, "optimizer.end_learning_rate": 1e-6,
-                      "debug_nan_at_step": 3}) == base
+                      "debug_nan_at_step": 3, "nonfinite": "stop"}) == base
     assert step_text({"loss.cka_weight": 1.0}) != base  # a control: the loss changes the program
 
 

@@ -96,7 +96,7 @@ def make_loss_and_grads(graphdef: nnx.GraphDef, loss_fn: Callable, trainable: An
 
 
 def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.GradientTransformation,
-                    skip_nonfinite: bool, trainable: Any = nnx.Param,
+                    trainable: Any = nnx.Param,
                     accumulation_steps: int = 1, cached_loss: grad_cache.CachedLoss | None = None,
                     mesh: Mesh | None = None) -> Callable:
     """The pure step (state, batch, controls) -> (state, metrics) that the loop jits.
@@ -116,13 +116,13 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
         new_params = optax.apply_updates(state.params, updates)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        if skip_nonfinite:
-            # Keep the previous parameters, optimizer and statistics when the numbers
-            # are bad; count the skip so it shows up in the metrics.
-            keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-            new_params = keep(new_params, state.params)
-            new_opt_state = keep(new_opt_state, state.opt_state)
-            new_rest = keep(new_rest, state.rest)
+        # Keep the previous parameters, optimizer and statistics when the numbers are bad and
+        # count the skip. Whether the run then goes on (config.nonfinite="skip") or stops
+        # ("stop") is the loop's decision, made on the count: one program serves both.
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        new_params = keep(new_params, state.params)
+        new_opt_state = keep(new_opt_state, state.opt_state)
+        new_rest = keep(new_rest, state.rest)
         skipped = state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32)
         new_state = state.replace(step=state.step + 1, params=new_params, rest=new_rest,
                                   opt_state=new_opt_state, skipped=skipped)
@@ -143,8 +143,7 @@ def jit_train_step(config: ml_collections.ConfigDict, task, graphdef: nnx.GraphD
     if steps > 1 and not grad_cache.supports(task):
         raise ValueError(f"config.accumulation_steps={steps}: task {config.task!r} has no "
                          "contrastive gradient accumulation; use 1")
-    step = make_train_step(graphdef, task.loss_fn, tx, skip_nonfinite=config.nonfinite == "skip",
-                           trainable=task.trainable, accumulation_steps=steps,
+    step = make_train_step(graphdef, task.loss_fn, tx, trainable=task.trainable, accumulation_steps=steps,
                            cached_loss=task if steps > 1 else None, mesh=mesh)
     return jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh), replicated(mesh)),
                    out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
