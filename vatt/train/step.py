@@ -143,8 +143,9 @@ def jit_train_step(config: ml_collections.ConfigDict, task, graphdef: nnx.GraphD
     if steps > 1 and not grad_cache.supports(task):
         raise ValueError(f"config.accumulation_steps={steps}: task {config.task!r} has no "
                          "contrastive gradient accumulation; use 1")
-    step = make_train_step(graphdef, task.loss_fn, tx, trainable=task.trainable, accumulation_steps=steps,
-                           cached_loss=task if steps > 1 else None, mesh=mesh)
+    step = make_train_step(graphdef, task.loss_fn, tx, trainable=task.trainable,
+                           accumulation_steps=steps, cached_loss=task if steps > 1 else None,
+                           mesh=mesh)
     return jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh), replicated(mesh)),
                    out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
 
