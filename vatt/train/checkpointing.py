@@ -31,6 +31,7 @@ from etils import epath
 
 from vatt import paths, weight_files
 from vatt.models.transfer import flatten_tree
+from vatt.parallel.mesh import fetch
 
 
 def _say(message: str) -> None:
@@ -50,19 +51,16 @@ def _all_finite(tree: Any) -> bool:
     """
     finite = True
     for leaf in jax.tree.leaves(tree):
-        if not isinstance(leaf, jax.Array):
-            leaf = np.asarray(leaf)
-        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
-            continue
-        shards = ([s.data for s in leaf.addressable_shards if s.replica_id == 0]
-                  if isinstance(leaf, jax.Array) else [leaf])
-        if not all(np.isfinite(np.asarray(x)).all() for x in shards):
+        if isinstance(leaf, jax.Array):
+            dtype, parts = leaf.dtype, [s.data for s in leaf.addressable_shards if s.replica_id == 0]
+        else:
+            dtype, parts = np.asarray(leaf).dtype, [leaf]
+        if jnp.issubdtype(dtype, jnp.inexact) and not all(
+                np.isfinite(np.asarray(x)).all() for x in parts):
             finite = False
             break
-    if jax.process_count() > 1:  # all save (or refuse) together: orbax's save is collective
-        from jax.experimental import multihost_utils
-        finite = bool(np.all(multihost_utils.process_allgather(np.asarray(finite))))
-    return finite
+    # Every process gets every answer: all save (or refuse) together, orbax's save is collective.
+    return bool(np.all(fetch(np.asarray([finite]))))
 
 
 class Checkpointer:
