@@ -242,7 +242,7 @@ def test_non_finite_state_is_never_saved_and_never_resumed(tmp_path, capsys):
     assert checkpointer.save(1, good, {"position": 1})
     assert not checkpointer.save(2, bad, {"position": 2})
     checkpointer.manager.save(3, args=ocp.args.Composite(  # what another tool could leave
-        state=ocp.args.StandardSave(dict(bad, w=bad["w"].at[0, 0].set(jnp.nan))),
+        state=ocp.args.PyTreeSave(dict(bad, w=bad["w"].at[0, 0].set(jnp.nan))),
         data=ocp.args.JsonSave({"position": 3})))
     checkpointer.close()
     assert saved_steps(tmp_path) == [1, 3]

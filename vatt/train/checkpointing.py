@@ -63,6 +63,27 @@ def _all_finite(tree: Any) -> bool:
     return bool(np.all(fetch(np.asarray([finite]))))
 
 
+# Orbax splits every replicated array among its replicas so that they write it in parallel
+# (each replica copies and writes 1/R of it). For an array of a few KiB that is R sliced device
+# copies, each a jax op compiled once per shape, for nothing: saving the tiny model's state on 8
+# devices took 4.2 s of CPU the first time and 1.6 s after (measured, 8 fake CPU devices), against
+# 1.0 and 0.6 s with this threshold. Slices of at least 1 MiB (the large matrices of a real
+# model) are still written in parallel; smaller arrays are written whole by replica 0.
+MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL = 1 << 20
+
+
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+    """orbax's standard handler (what StandardSave uses, same files) with the threshold above."""
+    scalar = ocp.type_handlers.ScalarHandler()
+    registry = ocp.type_handlers.create_type_handler_registry(
+        (int, scalar), (float, scalar), (bytes, scalar), (np.number, scalar),
+        (np.ndarray, ocp.type_handlers.NumpyHandler()),
+        (jax.Array, ocp.type_handlers.ArrayHandler(
+            min_slice_bytes_for_replica_parallel=MIN_SLICE_BYTES_FOR_REPLICA_PARALLEL)),
+        (str, ocp.type_handlers.StringHandler()))
+    return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
+
+
 class Checkpointer:
     """Saves every `every_steps` steps, keeps the last `max_to_keep`, resumes the latest good one.
 
@@ -83,7 +104,9 @@ class Checkpointer:
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
                 enable_async_checkpointing=async_save)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=options,
+            item_handlers={"state": _state_handler(), "data": ocp.JsonCheckpointHandler()})
 
     def has_checkpoints(self) -> bool:
         return bool(self.manager.all_steps())
@@ -96,7 +119,9 @@ class Checkpointer:
         for step in sorted(self.manager.all_steps(read=True), reverse=True):
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state),
+                    state=ocp.args.PyTreeRestore(
+                        abstract_state,
+                        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
                     data=ocp.args.JsonRestore()))
             except Exception as e:  # damaged files surface as many different errors
                 _say(f"Checkpoint at step {step} in {self.directory} could not be loaded "
@@ -123,7 +148,7 @@ class Checkpointer:
         if step in self.manager.all_steps():
             return True
         return self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
+            state=ocp.args.PyTreeSave(state), data=ocp.args.JsonSave(data_state)), force=force)
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
