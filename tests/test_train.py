@@ -1,7 +1,7 @@
 """The train loop end to end, and the same losses and gradient norms, step by step, on every
 layout: 1 device, 8 fake devices (replicated and FSDP parameters), 2 processes x 2 devices
-(replicated, started by launch/local.py; FSDP, started by the manual flags), and runs resumed on
-another number of processes or devices.
+(FSDP, started by launch/local.py and by the manual flags; tests/test_real_data_resume.py runs
+2 x 2 replicated), and runs resumed on another number of processes or devices.
 
 Layouts sum in different orders, so their numbers differ by float rounding; at the default
 learning rate Adam amplifies that rounding step after step (runs drift apart slowly, which is
@@ -189,21 +189,22 @@ def test_resume_two_processes_on_one(one_device_runs, two_process_fsdp, tmp_path
 
 def test_one_process_resumes_on_two_and_a_preemption_notice_stops_both(one_device_runs,
                                                                        tmp_path):
-    """The 1-device run's checkpoint at step 3 resumes on 2 processes x 2 devices (replicated,
-    started by the manual flags). A preemption notice (SIGTERM) to process 1 alone stops BOTH
-    at the same step (about 15) through JAX's preemption sync point: both save that step and
-    exit 0. The checkpoint then resumes on 1 device. Steps 4..20, across the three layouts,
+    """The 1-device run's checkpoint at step 3 resumes on 2 processes x 2 devices with FSDP
+    (started by the manual flags): replicated parameters come back sharded over both hosts. A
+    preemption notice (SIGTERM) to process 1 alone stops BOTH at the same step (about 15)
+    through JAX's preemption sync point: both save that step and exit 0. The checkpoint then resumes on 1 device. Steps 4..20, across the three layouts,
     are the uninterrupted 1-device run's.
 
     The 2-process run is asked for 1000 steps (at the tiny rate the schedule is flat after
     the 2 warmup steps, so the steps are those of the 20-step run) so it cannot end before the
-    notice arrives."""
+    notice arrives. Its program is two_process_fsdp's (the same layout; the run length is a
+    runtime input), which each process reads back from the compilation cache."""
     sys.path.insert(0, os.path.join(REPO_ROOT, "launch"))
     from local import free_port
 
     from vatt import config_files, experiment
     workdir = only_checkpoint(one_device_runs["tiny_lr"], 3, str(tmp_path / "w"))
-    overrides = dict(SAVING, **TINY_LR, total_steps=1000)
+    overrides = dict(SAVING, **TINY_LR, total_steps=1000, **{"mesh.fsdp": True})
     port = free_port()
     logs = [open(tmp_path / f"p{i}.log", "w+", encoding="utf-8") for i in range(2)]
     procs = [subprocess.Popen(
