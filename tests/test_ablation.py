@@ -114,7 +114,7 @@ def test_a_points_value_wins_over_a_fixed_one(tmp_path):
 
 def test_ablation_through_the_cli_is_resumable(tmp_path, capsys):
     work = str(tmp_path / "abl")
-    args = [*ABLATION, f"--workdir={work}", "--grid=loss.cka_weight=0,0.5", "--seeds=0,1",
+    args = [*ABLATION, f"--workdir={work}", "--grid=loss.cka_weight=0,1", "--seeds=0,1",
             "--metrics=zeroshot/t2v/R@1,train/loss,step_s"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
@@ -122,7 +122,7 @@ def test_ablation_through_the_cli_is_resumable(tmp_path, capsys):
     assert last["runs"] == 4 and last["failed"] == []
     results = json.load(open(last["results"]))
     summary = {r["point"]: r for r in json.load(open(last["summary_json"]))}
-    assert set(summary) == {"loss.cka_weight=0", "loss.cka_weight=0.5"}
+    assert set(summary) == {"loss.cka_weight=0", "loss.cka_weight=1"}
     for label, row in summary.items():
         runs = [r for r in results if r["point"] == label]
         assert [r["seed"] for r in runs] == [0, 1]
@@ -136,10 +136,10 @@ def test_ablation_through_the_cli_is_resumable(tmp_path, capsys):
         assert all(r["total_steps"] == 6 and r["step_s"] > 0 for r in runs)
         # The seed reaches the run: the two seeds train different models.
         assert runs[0]["metrics"]["train/loss"] != runs[1]["metrics"]["train/loss"]
-    cka_runs = [r for r in results if r["point"] == "loss.cka_weight=0.5"]
+    cka_runs = [r for r in results if r["point"] == "loss.cka_weight=1"]
     assert all("train/loss_cka" in r["metrics"] for r in cka_runs)
     assert all("train/loss_cka" not in r["metrics"] for r in results if r not in cka_runs)
-    assert "| loss.cka_weight=0.5 | 2 |" in out and os.path.getsize(last["plot"]) > 10_000
+    assert "| loss.cka_weight=1 | 2 |" in out and os.path.getsize(last["plot"]) > 10_000
 
     # Run again: nothing reruns. Then lose one run's result: only that run goes again (its
     # train loop finds the final checkpoint, evaluates again) and reports the same metrics.
@@ -147,7 +147,7 @@ def test_ablation_through_the_cli_is_resumable(tmp_path, capsys):
     assert cli.main(args) == 0
     assert capsys.readouterr().out.count("[done]") == 4
     assert {p: os.path.getmtime(p) for p in _logs(work)} == logs
-    lost = os.path.join(work, "runs", "loss.cka_weight=0.5", "seed1")
+    lost = os.path.join(work, "runs", "loss.cka_weight=1", "seed1")
     before = json.load(open(os.path.join(lost, runner.RESULT_FILE)))
     os.remove(os.path.join(lost, runner.RESULT_FILE))
     assert cli.main(args) == 0
