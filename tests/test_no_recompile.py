@@ -178,6 +178,33 @@ def test_rate_length_and_fault_injection_do_not_change_the_program():
     assert step_text({"loss.cka_weight": 1.0}) != base  # a control: the loss changes the program
 
 
+@pytest.mark.parametrize("overrides", [{}, {"loss.learn_temperature": True}])
+def test_a_resumed_run_runs_the_fresh_runs_program(overrides):
+    """A resumed run calls the step with restored arrays (typed by the checkpoint's abstract
+    target), a fresh one with initialised ones: both must lower to one program, or every resume
+    compiles again. A parameter made from a Python float is weakly typed when initialised and
+    strongly typed when restored: the learned temperature was (its programs differed by a
+    convert), and under bfloat16 compute it would promote differently after a resume."""
+    config = config_files.load(SPEC, dict(OVERRIDES, **overrides))
+    mesh = make_mesh(config.mesh.data)
+    with jax.set_mesh(mesh):
+        task = build_task(config)
+        tx, schedule = build_optimizer(config.optimizer, config.total_steps)
+        graphdef, state, sharding = create_train_state(task, tx, mesh, config.seed)
+        weak = [jax.tree_util.keystr(path) for path, leaf in
+                jax.tree_util.tree_leaves_with_path(state) if leaf.weak_type]
+        assert not weak, f"weakly typed leaves of the initial state: {weak}"
+        restore_target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        step_fn = jit_train_step(config, task, graphdef, tx, sharding, mesh)
+        controls = step_controls(config, schedule, mesh)
+        batch = next(task.train_stream(0, 0, 1))
+        batch = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype,
+                                         sharding=batch_sharding(mesh)) for k, v in batch.items()}
+        fresh = step_fn.lower(state, batch, controls).as_text()
+        assert step_fn.lower(restore_target, batch, controls).as_text() == fresh
+
+
 class EndlessStream:
     """Host batches of 8 rows forever (or an error at batch `fail_at`, or the end at `end`)."""
 

@@ -165,7 +165,10 @@ class PretrainTask:
         model = build_model(self.config.model, rngs=rngs)
         if self.config.loss.learn_temperature:
             # Learned as log(tau) so it stays positive; trained with the model.
-            model.log_temperature = nnx.Param(jnp.log(jnp.asarray(self.config.loss.temperature)))
+            # float32 explicitly: from a Python float it would be weakly typed until a resume
+            # restored it strongly typed, another program and other dtype promotion.
+            model.log_temperature = nnx.Param(
+                jnp.log(jnp.asarray(self.config.loss.temperature, jnp.float32)))
         return model
 
     def train_stream(self, start_step: int, process_index: int, process_count: int):
