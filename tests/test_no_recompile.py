@@ -20,7 +20,8 @@ from vatt.tasks import build_task
 from vatt.train.optimizer import build_optimizer
 from vatt.train.prefetch import Prefetcher
 from vatt.train.state import create_train_state
-from vatt.train.step import compile_with_memory_check, jit_train_step, step_controls
+from vatt.train.step import (NOT_IN_STEP, clear_step_cache, compile_with_memory_check,
+                             jit_train_step, step_controls)
 
 SPEC = "pretrain:tiny,runlocal"
 # The 20-step program of tests/test_train.py and tests/test_checkpointing.py (shared through
@@ -88,6 +89,7 @@ def manual_steps():
     mesh = make_mesh(config.mesh.data)
     seen = {"pulled_ahead": 0, "global_arrays": True, "batch_sharded": True, "donated": True,
             "data_states": [], "losses": []}
+    clear_step_cache()  # a step kept from an earlier test would compile nothing here
     with jax.set_mesh(mesh):
         task = build_task(config)
         tx, schedule = build_optimizer(config.optimizer, config.total_steps)
@@ -138,16 +140,28 @@ def test_loop_step_compiles_once_prefetches_and_donates(manual_steps):
 
 def test_run_compiles_train_step_once_and_ends_its_prefetch_thread(manual_steps, tmp_path):
     from vatt import experiment
+    clear_step_cache()  # manual_steps kept this very step
     with count_compiles() as compiles:
-        metrics = experiment.run(config_files.load(SPEC, OVERRIDES), str(tmp_path),
+        metrics = experiment.run(config_files.load(SPEC, OVERRIDES), str(tmp_path / "run"),
                                  plots=False, tensorboard=False)
     assert compiles.count == 1
     assert metrics["zeroshot/num_clips"] == 64  # the final evaluation ran
     # Issue 13, item 6: the loop closes its prefetcher; no thread is left blocked on a put.
     assert not prefetch_threads(), prefetch_threads()
     # The steps the test ran by hand are the loop's: the same losses, bit for bit.
-    losses = helpers.train_values(str(tmp_path))
+    losses = helpers.train_values(str(tmp_path / "run"))
     assert [losses[s] for s in range(1, MANUAL_STEPS + 1)] == manual_steps["losses"]
+    # A second run in this process that differs only in keys the program does not depend on
+    # (its length, its checkpoints) reuses the step: nothing traced or compiled, and its steps
+    # are the first run's (steps 1-4 do not depend on the length: the rates of updates 0-2 are
+    # the warmup's and, at cosine progress 0, the peak).
+    again = dict(OVERRIDES, total_steps=4, checkpoint_every_steps=2)
+    with count_compiles() as compiles:
+        experiment.run(config_files.load(SPEC, again), str(tmp_path / "again"), plots=False,
+                       tensorboard=False)
+    assert compiles.count == 0
+    repeated = helpers.train_values(str(tmp_path / "again"))
+    assert repeated == {s: losses[s] for s in range(1, 5)}
 
 
 def test_rate_length_and_fault_injection_do_not_change_the_program():
@@ -163,7 +177,10 @@ def test_rate_length_and_fault_injection_do_not_change_the_program():
             tx, schedule = build_optimizer(config.optimizer, config.total_steps)
             graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed,
                                                                  abstract=True)
-            step_fn = jit_train_step(config, task, graphdef, tx, state_sharding, mesh)
+            # A new function each time (reuse=False), so the programs are compared, not the
+            # step cache's idea of which keys leave them unchanged.
+            step_fn = jit_train_step(config, task, graphdef, tx, state_sharding, mesh,
+                                     reuse=False)
             host = next(task.train_stream(0, 0, 1))  # the batch's shapes and dtypes
             batch = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype,
                                              sharding=batch_sharding(mesh))
@@ -255,3 +272,29 @@ def test_prefetcher_surfaces_errors_and_the_end_of_the_stream():
     with Prefetcher(EndlessStream(end=3), mesh) as batches:
         assert [s["step"] for _, s in batches] == [1, 2, 3]
     assert not batches.alive
+
+
+def test_the_step_cache_keys_on_what_the_program_depends_on():
+    """jit_train_step hands back the function it made for a config that differs only in
+    NOT_IN_STEP, and a new one for any other difference (a loss or optimizer option, the mesh
+    layout) or after clear_step_cache()."""
+    def step_for(overrides, **flags):
+        config = config_files.load(SPEC, dict(OVERRIDES, **overrides))
+        mesh = make_mesh(config.mesh.data)
+        task = build_task(config)
+        tx, _ = build_optimizer(config.optimizer, config.total_steps)
+        graphdef, _, sharding = create_train_state(task, tx, mesh, config.seed, abstract=True)
+        return jit_train_step(config, task, graphdef, tx, sharding, mesh, **flags)
+
+    clear_step_cache()
+    base = step_for({})
+    assert step_for({"total_steps": 300, "optimizer.learning_rate": 1e-6, "seed": 3,
+                     "nonfinite": "stop", "debug_nan_at_step": 2, "checkpoint_every_steps": 5,
+                     "eval.num_clips": 32, "log_every_steps": 7}) is base
+    for other in ({"loss.cka_weight": 1.0}, {"optimizer.b2": 0.99}, {"batch_size": 8},
+                  {"mesh.fsdp": True}, {"model.video.droptoken_keep": 1.0}):
+        assert step_for(other) is not base, other
+    assert step_for({}, reuse=False) is not base
+    clear_step_cache()
+    assert step_for({}) is not base
+    assert "total_steps" in NOT_IN_STEP and "loss" not in NOT_IN_STEP

@@ -8,6 +8,9 @@ in chunks, the GradCache way (vatt.train.grad_cache)."""
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import json
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -135,10 +138,56 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
     return train_step
 
 
+# Config keys the step's program does not depend on: the schedule's numbers and the injected
+# fault are its runtime arguments (StepControls; tests/test_no_recompile.py lowers runs that
+# differ in them and compares the programs), what a non-finite step leads to is the loop's
+# decision, and the rest is read by the loop, the checkpointer, the evaluators or the init.
+NOT_IN_STEP = ("total_steps", "optimizer.learning_rate", "optimizer.end_learning_rate",
+               "optimizer.warmup_steps", "debug_nan_at_step", "nonfinite", "seed", "init_from",
+               "log_every_steps", "checkpoint_every_steps", "checkpoints_to_keep", "eval",
+               "eval_every_steps", "evals", "tracking", "profile_start_step", "profile_steps",
+               "memory_limit_gib")
+_STEPS: collections.OrderedDict = collections.OrderedDict()  # key -> jitted step, newest last
+_STEPS_KEPT = 4
+
+
+def _step_key(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, state_sharding: Any,
+              mesh: Mesh) -> tuple:
+    """What the jitted step is a function of: the config but NOT_IN_STEP, the model's structure,
+    the state's shardings and the mesh (its devices)."""
+    values = config.to_dict()
+    for dotted in NOT_IN_STEP:
+        *parents, leaf = dotted.split(".")
+        node = values
+        for name in parents:
+            node = node.get(name, {})
+        node.pop(leaf, None)
+    text = json.dumps(values, sort_keys=True, default=repr) + repr(graphdef)
+    leaves, treedef = jax.tree.flatten(state_sharding)
+    return hashlib.sha256(text.encode()).hexdigest(), treedef, tuple(leaves), mesh
+
+
+def clear_step_cache() -> None:
+    """Forgets the steps jit_train_step kept (their programs too)."""
+    _STEPS.clear()
+
+
 def jit_train_step(config: ml_collections.ConfigDict, task, graphdef: nnx.GraphDef,
-                   tx: optax.GradientTransformation, state_sharding: Any, mesh: Mesh) -> Callable:
+                   tx: optax.GradientTransformation, state_sharding: Any, mesh: Mesh,
+                   reuse: bool = True) -> Callable:
     """The train step jitted with the state's shardings, the batch on `data`, the controls
-    replicated and the state donated: what the loop runs and what the benchmark times."""
+    replicated and the state donated: what the loop runs and what the benchmark times.
+
+    reuse: the same jitted function as an earlier call whose config differs only in NOT_IN_STEP
+      (the last few are kept), so a second run in this process (a notebook's, a test's, a
+      default-rate and a tiny-rate run) neither traces nor loads the program again: ~2 s of
+      CPU for the tiny model, ~0.005 s reused. False: always a new function (what the
+      no-recompile test lowers, so that it compares programs and not this cache).
+    """
+    key = _step_key(config, graphdef, state_sharding, mesh) if reuse else None
+    if key is not None and key in _STEPS:
+        _STEPS.move_to_end(key)
+        return _STEPS[key]
     steps = int(config.get("accumulation_steps", 1))
     if steps > 1 and not grad_cache.supports(task):
         raise ValueError(f"config.accumulation_steps={steps}: task {config.task!r} has no "
@@ -146,8 +195,13 @@ def jit_train_step(config: ml_collections.ConfigDict, task, graphdef: nnx.GraphD
     step = make_train_step(graphdef, task.loss_fn, tx, trainable=task.trainable,
                            accumulation_steps=steps, cached_loss=task if steps > 1 else None,
                            mesh=mesh)
-    return jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh), replicated(mesh)),
-                   out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
+    jitted = jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh), replicated(mesh)),
+                     out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
+    if key is not None:
+        _STEPS[key] = jitted
+        while len(_STEPS) > _STEPS_KEPT:
+            _STEPS.popitem(last=False)
+    return jitted
 
 
 
