@@ -7,7 +7,7 @@ from typing import Any
 
 import flax.struct
 import jax
-import jax.extend
+import jax.extend.core
 import jax.numpy as jnp
 import optax
 from flax import nnx

@@ -182,7 +182,10 @@ def jit_train_step(config: ml_collections.ConfigDict, task, graphdef: nnx.GraphD
       (the last few are kept), so a second run in this process (a notebook's, a test's, a
       default-rate and a tiny-rate run) neither traces nor loads the program again: ~2 s of
       CPU for the tiny model, ~0.005 s reused. False: always a new function (what the
-      no-recompile test lowers, so that it compares programs and not this cache).
+      no-recompile test lowers, so that it compares programs and not this cache). The key
+      assumes what every caller in vatt passes: task = build_task(config) and tx =
+      build_optimizer(config.optimizer); a caller with another task or optimizer for the same
+      config must pass reuse=False.
     """
     key = _step_key(config, graphdef, state_sharding, mesh) if reuse else None
     if key is not None and key in _STEPS:
