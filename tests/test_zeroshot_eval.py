@@ -125,3 +125,28 @@ def test_msrvtt_zeroshot_task(trained_run, tmp_path):
     assert metrics["zeroshot/t2v/R@10"] == 100.0  # 8 candidates
     for name in ("msrvtt_step0_similarity.png", "msrvtt_step0_recall_at_k.png"):
         assert os.path.getsize(os.path.join(wd, "zeroshot", name)) > 1000
+
+
+def test_evaluators_of_one_model_share_their_compiled_function():
+    """CompiledPerModel: evaluators built for two runs of one model structure (two graphdefs,
+    equal but not the same object) get one jitted function, so a later run's evaluation does
+    not trace or compile again; another structure or another argument gets its own."""
+    from flax import nnx
+
+    from vatt.evaluation.base import CompiledPerModel
+    from vatt.evaluation.linear_probe import features_fn
+    from vatt.models.vatt_model import build_model
+    model_cfg = config("pretrain:tiny,runlocal").model
+
+    def graphdef(**overrides):
+        cfg = model_cfg.copy_and_resolve_references()
+        for key, value in overrides.items():
+            setattr(cfg.video, key, value)
+        return nnx.split(nnx.eval_shape(lambda: build_model(cfg, rngs=nnx.Rngs(0))))[0]
+
+    first, second = graphdef(), graphdef()
+    assert first is not second
+    video = CompiledPerModel(features_fn, "video")(first)
+    assert CompiledPerModel(features_fn, "video")(second) is video
+    assert CompiledPerModel(features_fn, "audio")(second) is not video
+    assert CompiledPerModel(features_fn, "video")(graphdef(num_layers=2)) is not video

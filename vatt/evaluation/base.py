@@ -10,6 +10,7 @@ with vatt.plots on its background thread.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Any, Callable, Iterable, Protocol
 
@@ -83,19 +84,29 @@ class Evaluator(Protocol):
         """Metric name -> value, e.g. "zeroshot/t2v/R@1"."""
 
 
-class CompiledPerModel:
-    """Caches one jitted function per model structure (graphdef), so periodic evaluations
-    during training compile once."""
+_COMPILED: collections.OrderedDict = collections.OrderedDict()  # key -> jitted, newest last
+_COMPILED_KEPT = 16
 
-    def __init__(self, make: Callable[[nnx.GraphDef], Callable]):
-        self._make = make
-        self._cache: dict[int, Callable] = {}
+
+class CompiledPerModel:
+    """jax.jit(make(graphdef, *args)), one per (make, args, model structure) in this process:
+    periodic evaluations during training compile once, and so do the evaluations of later runs
+    of the same model (a notebook's, a test's), whose evaluators are new objects. Keyed on the
+    graphdef's structure (its repr), not on its id, which Python may give to another graphdef
+    once the first is freed. `make` is a module-level function of (graphdef, *args)."""
+
+    def __init__(self, make: Callable[..., Callable], *args: Any):
+        self._make, self._args = make, args
 
     def __call__(self, graphdef: nnx.GraphDef) -> Callable:
-        key = id(graphdef)
-        if key not in self._cache:
-            self._cache[key] = jax.jit(self._make(graphdef))
-        return self._cache[key]
+        key = (self._make.__module__, self._make.__qualname__, self._args, repr(graphdef))
+        if key in _COMPILED:
+            _COMPILED.move_to_end(key)
+        else:
+            _COMPILED[key] = jax.jit(self._make(graphdef, *self._args))
+            while len(_COMPILED) > _COMPILED_KEPT:
+                _COMPILED.popitem(last=False)
+        return _COMPILED[key]
 
 
 def map_batches(fn: Callable, ctx: EvalContext, batches: Iterable[dict[str, np.ndarray]],

@@ -161,7 +161,7 @@ class ClassificationEvaluator:
     def __init__(self, batches: Callable[[int, int], Iterable[dict[str, np.ndarray]]],
                  modality: str, split: str = "test", prefix: str = "finetune"):
         self.batches, self.modality, self.split, self.prefix = batches, modality, split, prefix
-        self._logits = CompiledPerModel(lambda g: classifier_logits_fn(g, modality))
+        self._logits = CompiledPerModel(classifier_logits_fn, modality)
 
     def run(self, ctx: EvalContext) -> dict[str, float]:
         out = map_batches(self._logits(ctx.graphdef), ctx,

@@ -154,7 +154,7 @@ class LinearProbeEvaluator:
     def __init__(self, splits: Sequence[tuple[str, Batches, Batches, int]], modality: str,
                  cfg: ml_collections.ConfigDict, prefix: str = "linear_probe"):
         self.splits, self.modality, self.cfg, self.prefix = list(splits), modality, cfg, prefix
-        self._features_fn = CompiledPerModel(lambda g: features_fn(g, modality))
+        self._features_fn = CompiledPerModel(features_fn, modality)
 
     def _features(self, ctx: EvalContext, batches: Batches) -> tuple[np.ndarray, np.ndarray]:
         out = map_batches(self._features_fn(ctx.graphdef), ctx,
