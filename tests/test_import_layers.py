@@ -12,7 +12,7 @@ from subprocess_utils import REPO_ROOT
 # Lower number = lower layer. A module may import its own layer and the ones below.
 LAYERS = {
     "vatt.data": 0, "vatt.models": 0, "vatt.losses": 0, "vatt.alignment": 0, "vatt.paths": 0, "vatt.errors": 0,
-    "vatt.weight_files": 0,
+    "vatt.weight_files": 0, "vatt.kept": 0,
     "vatt.parallel": 1,
     "vatt.evaluation": 2,
     "vatt.tasks": 3,

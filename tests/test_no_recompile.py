@@ -8,6 +8,7 @@ import contextlib
 import logging
 import threading
 import time
+import types
 
 import jax
 import numpy as np
@@ -164,28 +165,36 @@ def test_run_compiles_train_step_once_and_ends_its_prefetch_thread(manual_steps,
     assert repeated == {s: losses[s] for s in range(1, 5)}
 
 
+def built(overrides: dict, abstract: bool, reuse: bool = True) -> types.SimpleNamespace:
+    """SPEC with OVERRIDES and `overrides` as the loop sets it up: its mesh, initial state
+    (abstract: ShapeDtypeStructs), jitted step (jit_train_step's `reuse`), step controls and a
+    batch's shapes on the mesh."""
+    config = config_files.load(SPEC, dict(OVERRIDES, **overrides))
+    mesh = make_mesh(config.mesh.data)
+    with jax.set_mesh(mesh):
+        task = build_task(config)
+        tx, schedule = build_optimizer(config.optimizer, config.total_steps)
+        graphdef, state, sharding = create_train_state(task, tx, mesh, config.seed,
+                                                       abstract=abstract)
+        step = jit_train_step(config, task, graphdef, tx, sharding, mesh, reuse=reuse)
+        host = next(task.train_stream(0, 0, 1))  # the batch's shapes and dtypes
+    batch = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype,
+                                     sharding=batch_sharding(mesh)) for k, v in host.items()}
+    return types.SimpleNamespace(mesh=mesh, state=state, step=step, batch=batch,
+                                 controls=step_controls(config, schedule, mesh))
+
+
 def test_rate_length_and_fault_injection_do_not_change_the_program():
     """The schedule's numbers and the injected-NaN step are runtime arguments of the step, and
     what a non-finite step does next (skip or stop) is the loop's decision: runs that differ
     only in them lower to the same program text, so they share one compilation (and one
     persistent-cache entry). The model's options do change it."""
     def step_text(overrides):
-        config = config_files.load(SPEC, dict(OVERRIDES, **overrides))
-        mesh = make_mesh(config.mesh.data)
-        with jax.set_mesh(mesh):
-            task = build_task(config)
-            tx, schedule = build_optimizer(config.optimizer, config.total_steps)
-            graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed,
-                                                                 abstract=True)
-            # A new function each time (reuse=False), so the programs are compared, not the
-            # step cache's idea of which keys leave them unchanged.
-            step_fn = jit_train_step(config, task, graphdef, tx, state_sharding, mesh,
-                                     reuse=False)
-            host = next(task.train_stream(0, 0, 1))  # the batch's shapes and dtypes
-            batch = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype,
-                                             sharding=batch_sharding(mesh))
-                     for k, v in host.items()}
-            return step_fn.lower(state, batch, step_controls(config, schedule, mesh)).as_text()
+        # A new function each time (reuse=False), so the programs are compared, not the step
+        # cache's idea of which keys leave them unchanged.
+        run = built(overrides, abstract=True, reuse=False)
+        with jax.set_mesh(run.mesh):
+            return run.step.lower(run.state, run.batch, run.controls).as_text()
 
     base = step_text({})
     # All at once: a change of program by any one of them would show.
@@ -202,24 +211,15 @@ def test_a_resumed_run_runs_the_fresh_runs_program(overrides):
     compiles again. A parameter made from a Python float is weakly typed when initialised and
     strongly typed when restored: the learned temperature was (its programs differed by a
     convert), and under bfloat16 compute it would promote differently after a resume."""
-    config = config_files.load(SPEC, dict(OVERRIDES, **overrides))
-    mesh = make_mesh(config.mesh.data)
-    with jax.set_mesh(mesh):
-        task = build_task(config)
-        tx, schedule = build_optimizer(config.optimizer, config.total_steps)
-        graphdef, state, sharding = create_train_state(task, tx, mesh, config.seed)
-        weak = [jax.tree_util.keystr(path) for path, leaf in
-                jax.tree_util.tree_leaves_with_path(state) if leaf.weak_type]
-        assert not weak, f"weakly typed leaves of the initial state: {weak}"
-        restore_target = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-        step_fn = jit_train_step(config, task, graphdef, tx, sharding, mesh)
-        controls = step_controls(config, schedule, mesh)
-        batch = next(task.train_stream(0, 0, 1))
-        batch = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype,
-                                         sharding=batch_sharding(mesh)) for k, v in batch.items()}
-        fresh = step_fn.lower(state, batch, controls).as_text()
-        assert step_fn.lower(restore_target, batch, controls).as_text() == fresh
+    run = built(overrides, abstract=False)
+    weak = [jax.tree_util.keystr(path) for path, leaf in
+            jax.tree_util.tree_leaves_with_path(run.state) if leaf.weak_type]
+    assert not weak, f"weakly typed leaves of the initial state: {weak}"
+    restore_target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), run.state)
+    with jax.set_mesh(run.mesh):
+        fresh = run.step.lower(run.state, run.batch, run.controls).as_text()
+        assert run.step.lower(restore_target, run.batch, run.controls).as_text() == fresh
 
 
 class EndlessStream:
@@ -278,13 +278,8 @@ def test_the_step_cache_keys_on_what_the_program_depends_on():
     """jit_train_step hands back the function it made for a config that differs only in
     NOT_IN_STEP, and a new one for any other difference (a loss or optimizer option, the mesh
     layout) or after clear_step_cache()."""
-    def step_for(overrides, **flags):
-        config = config_files.load(SPEC, dict(OVERRIDES, **overrides))
-        mesh = make_mesh(config.mesh.data)
-        task = build_task(config)
-        tx, _ = build_optimizer(config.optimizer, config.total_steps)
-        graphdef, _, sharding = create_train_state(task, tx, mesh, config.seed, abstract=True)
-        return jit_train_step(config, task, graphdef, tx, sharding, mesh, **flags)
+    def step_for(overrides, reuse=True):
+        return built(overrides, abstract=True, reuse=reuse).step
 
     clear_step_cache()
     base = step_for({})

@@ -10,7 +10,6 @@ with vatt.plots on its background thread.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from typing import Any, Callable, Iterable, Protocol
 
@@ -19,6 +18,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from vatt.kept import KeptFunctions
 from vatt.parallel.mesh import fetch, host_to_global
 
 
@@ -84,8 +84,7 @@ class Evaluator(Protocol):
         """Metric name -> value, e.g. "zeroshot/t2v/R@1"."""
 
 
-_COMPILED: collections.OrderedDict = collections.OrderedDict()  # key -> jitted, newest last
-_COMPILED_KEPT = 16
+_COMPILED = KeptFunctions(16)
 
 
 class CompiledPerModel:
@@ -100,13 +99,7 @@ class CompiledPerModel:
 
     def __call__(self, graphdef: nnx.GraphDef) -> Callable:
         key = (self._make.__module__, self._make.__qualname__, self._args, repr(graphdef))
-        if key in _COMPILED:
-            _COMPILED.move_to_end(key)
-        else:
-            _COMPILED[key] = jax.jit(self._make(graphdef, *self._args))
-            while len(_COMPILED) > _COMPILED_KEPT:
-                _COMPILED.popitem(last=False)
-        return _COMPILED[key]
+        return _COMPILED.get(key, lambda: jax.jit(self._make(graphdef, *self._args)))
 
 
 def map_batches(fn: Callable, ctx: EvalContext, batches: Iterable[dict[str, np.ndarray]],

@@ -8,7 +8,6 @@ in chunks, the GradCache way (vatt.train.grad_cache)."""
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 from typing import Any, Callable, NamedTuple
@@ -21,6 +20,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from vatt.kept import KeptFunctions
 from vatt.parallel.mesh import batch_sharding, replicated
 from vatt.train import grad_cache
 from vatt.train.optimizer import Schedule, learning_rate
@@ -147,8 +147,7 @@ NOT_IN_STEP = ("total_steps", "optimizer.learning_rate", "optimizer.end_learning
                "log_every_steps", "checkpoint_every_steps", "checkpoints_to_keep", "eval",
                "eval_every_steps", "evals", "tracking", "profile_start_step", "profile_steps",
                "memory_limit_gib")
-_STEPS: collections.OrderedDict = collections.OrderedDict()  # key -> jitted step, newest last
-_STEPS_KEPT = 4
+_STEPS = KeptFunctions(4)
 
 
 def _step_key(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, state_sharding: Any,
@@ -187,24 +186,21 @@ def jit_train_step(config: ml_collections.ConfigDict, task, graphdef: nnx.GraphD
       build_optimizer(config.optimizer); a caller with another task or optimizer for the same
       config must pass reuse=False.
     """
-    key = _step_key(config, graphdef, state_sharding, mesh) if reuse else None
-    if key is not None and key in _STEPS:
-        _STEPS.move_to_end(key)
-        return _STEPS[key]
     steps = int(config.get("accumulation_steps", 1))
     if steps > 1 and not grad_cache.supports(task):
         raise ValueError(f"config.accumulation_steps={steps}: task {config.task!r} has no "
                          "contrastive gradient accumulation; use 1")
-    step = make_train_step(graphdef, task.loss_fn, tx, trainable=task.trainable,
-                           accumulation_steps=steps, cached_loss=task if steps > 1 else None,
-                           mesh=mesh)
-    jitted = jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh), replicated(mesh)),
-                     out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
-    if key is not None:
-        _STEPS[key] = jitted
-        while len(_STEPS) > _STEPS_KEPT:
-            _STEPS.popitem(last=False)
-    return jitted
+
+    def make() -> Callable:
+        step = make_train_step(graphdef, task.loss_fn, tx, trainable=task.trainable,
+                               accumulation_steps=steps, cached_loss=task if steps > 1 else None,
+                               mesh=mesh)
+        return jax.jit(step, in_shardings=(state_sharding, batch_sharding(mesh), replicated(mesh)),
+                       out_shardings=(state_sharding, replicated(mesh)), donate_argnums=0)
+
+    if not reuse:
+        return make()
+    return _STEPS.get(_step_key(config, graphdef, state_sharding, mesh), make)
 
 
 
