@@ -31,12 +31,12 @@ FACTOR_COLOURS = {"colour": ["#e41a1c", "#2ca02c", "#1f4fff", "#e6d800", "#17d4d
                              "#ff8c00", "#b0b0b0"]}
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def _new_figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
     # matplotlib is imported on the first figure, not with this module: it costs 0.6 s of
     # start-up that a run without plots (and every run before its first evaluation) never uses.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=110, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -358,8 +358,18 @@ def plot_training_curves(metrics_path: str, path: str) -> str | None:
         return None
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
-    fig = _new_figure(5.0 * cols, 3.4 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    width, height = 5.0 * cols, 3.4 * rows
+    # A fixed grid, margins in inches (tick labels and axis label left of and below each panel,
+    # its title above, the figure's title on top): constrained layout measures every text to
+    # place them, which cost more than the drawing (1.15 -> 0.72 s of CPU for a 300-step run's
+    # curves), and the curves are redrawn after every evaluation of every run.
+    left, right, bottom, top, gap_x, gap_y = 0.85, 0.2, 0.55, 0.75, 0.95, 0.85
+    axes_w = (width - left - right - (cols - 1) * gap_x) / cols
+    axes_h = (height - bottom - top - (rows - 1) * gap_y) / rows
+    fig = _new_figure(width, height, layout=None)
+    axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw=dict(
+        left=left / width, right=1 - right / width, bottom=bottom / height,
+        top=1 - top / height, wspace=gap_x / axes_w, hspace=gap_y / axes_h)).ravel()
     for ax, (title, ylabel, keys) in zip(axes, panels):
         for k in keys:
             steps, values = series[k]
