@@ -24,6 +24,11 @@ def run_keys(task: str, variant: str) -> ml_collections.ConfigDict:
     config.eval_every_steps = 0       # 0: evaluate only at the end
     config.checkpoint_every_steps = 0
     config.checkpoints_to_keep = 3
+    # PNGs in <workdir>/plots: the training curves (redrawn after each evaluation) and every
+    # evaluator's figures. False: none at all, and matplotlib is never imported (a headless
+    # sweep, or a test that reads only metrics); eval.plots turns off the synthetic zero-shot
+    # evaluation's figures alone.
+    config.plots = True
     # A non-finite loss or gradient: "skip" the update and count it, or "stop" the run keeping
     # the last good checkpoint.
     config.nonfinite = "skip"

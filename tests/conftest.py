@@ -87,8 +87,11 @@ def trained_run(tmp_path_factory) -> TrainedRun:
 # runs of one layout run ONE compiled program (and the compilation cache shares it between
 # processes). Checkpoints at 3, 6, ..., 18, 20 are all kept, so a run can resume from any.
 STEPS = 20
+# No PNGs (config.plots): these runs are read for their numbers, and in a CLI run the training
+# curves (matplotlib's import and a drawing or two) cost ~2-3 s of CPU; tests/test_plots.py and
+# the bucket run of tests/test_cloud_storage.py check the figures.
 BASE_OVERRIDES = {"total_steps": STEPS, "log_every_steps": 1, "eval.plots": False,
-                  "optimizer.warmup_steps": 2}
+                  "plots": False, "optimizer.warmup_steps": 2}
 SAVING = dict(BASE_OVERRIDES, checkpoint_every_steps=3, checkpoints_to_keep=10)
 # A learning rate at which float rounding cannot grow: layouts that sum in another order agree
 # on every step's loss and gradient norm to ~1e-5 (at the default rate Adam amplifies the

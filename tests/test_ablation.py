@@ -96,7 +96,8 @@ def test_equal_time_points_read_an_earlier_summary(tmp_path):
 
 
 ABLATION = ["--config=pretrain:tiny,runlocal", "--set=total_steps=6", "--set=log_every_steps=2",
-            "--set=eval.num_clips=32", "--set=optimizer.warmup_steps=2", "--set=eval.plots=False"]
+            "--set=eval.num_clips=32", "--set=optimizer.warmup_steps=2", "--set=eval.plots=False",
+            "--set=plots=False"]
 
 
 def test_a_points_value_wins_over_a_fixed_one(tmp_path):

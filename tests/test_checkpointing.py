@@ -134,6 +134,8 @@ def test_sigterm_and_sigint_save_and_exit_cleanly(reference, tmp_path):
     assert set(range(1, resaved[1] + 1)) <= set(got)
     for step in range(1, resaved[1] + 1):
         assert got[step] == expected[step], step  # bit-identical across the preemptions
+    # config.plots=False (BASE): not even the training curves a run draws when it closes.
+    assert not (tmp_path / "plots").exists()
 
 
 def test_second_ctrl_c_stops_at_once():

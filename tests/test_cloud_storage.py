@@ -168,8 +168,10 @@ def test_pretrain_killed_and_resumed_in_a_bucket_then_finetuned_from_it(gcs, one
     # The reference: the same run, uninterrupted, in a local workdir.
     reference = pathlib.Path(one_device_runs["default"])
 
-    # SIGKILL once training is under way and a checkpoint is in the bucket.
-    proc = _cli("vatt.main", _main_args(run, SAVING), gcs.env, cwd)
+    # SIGKILL once training is under way and a checkpoint is in the bucket. With the plots on
+    # (SAVING turns them off): the training curves go to the bucket too.
+    overrides = dict(SAVING, plots=True)
+    proc = _cli("vatt.main", _main_args(run, overrides), gcs.env, cwd)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -178,7 +180,7 @@ def test_pretrain_killed_and_resumed_in_a_bucket_then_finetuned_from_it(gcs, one
             break
     assert proc.wait(timeout=300) == -signal.SIGKILL, "".join(lines)[-5000:]
     proc.stdout.close()
-    output = _finish(_cli("vatt.main", _main_args(run, SAVING), gcs.env, cwd))
+    output = _finish(_cli("vatt.main", _main_args(run, overrides), gcs.env, cwd))
     resumed = [line for line in output.splitlines() if line.startswith("Resuming from")]
     assert resumed and resumed[0].endswith(f" in {run}/checkpoints."), output[-3000:]
     assert int(resumed[0].split(" at step ")[1].split()[0]) in (6, 9, 12)

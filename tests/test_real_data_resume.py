@@ -36,7 +36,7 @@ def overrides(data_dir, **extra):
     # needs it (tests/conftest.py TINY_LR); one uninterrupted reference serves both.
     return {"data.data_dir": data_dir, "total_steps": STEPS, "batch_size": BATCH,
             "log_every_steps": 1, "checkpoint_every_steps": 2, "checkpoints_to_keep": 10,
-            "optimizer.warmup_steps": 1, "eval.plots": False, **TINY_LR, **extra}
+            "optimizer.warmup_steps": 1, "eval.plots": False, "plots": False, **TINY_LR, **extra}
 
 
 def cli(workdir, values):

@@ -23,14 +23,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, plots: bool = True,
     """Validates `config` and `workdir` (ConfigError before anything starts), then trains
     and/or evaluates in `workdir` (local, or a gs:// URL: vatt.paths); returns the final
     evaluation metrics. Raises train.loop's Preempted, NonFiniteError and OutOfMemoryError as
-    the loop does."""
+    the loop does. PNGs are drawn only when both `plots` and config.plots say so."""
     validate(config, jax.device_count(), jax.process_count())
     workdir = validate_workdir(workdir)  # absolute locally; a URL is never made a local path
     task = build_task(config)
     # The W&B run of config.tracking (process 0), before training: a login or network problem
     # stops the run with one line; its id is the workdir's, so a resumed run continues it.
     tracker = tracking.from_config(config, workdir, jax.process_index())
-    writer = MetricsWriter(workdir, tensorboard=tensorboard, plots=plots,
+    writer = MetricsWriter(workdir, tensorboard=tensorboard, plots=plots and bool(config.plots),
                            trackers=[tracker] if tracker else [])
     try:
         return train_and_evaluate(config, workdir, task, writer)

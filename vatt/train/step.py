@@ -144,9 +144,9 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable, tx: optax.Gradien
 # decision, and the rest is read by the loop, the checkpointer, the evaluators or the init.
 NOT_IN_STEP = ("total_steps", "optimizer.learning_rate", "optimizer.end_learning_rate",
                "optimizer.warmup_steps", "debug_nan_at_step", "nonfinite", "seed", "init_from",
-               "log_every_steps", "checkpoint_every_steps", "checkpoints_to_keep", "eval",
-               "eval_every_steps", "evals", "tracking", "profile_start_step", "profile_steps",
-               "memory_limit_gib")
+               "log_every_steps", "checkpoint_every_steps", "checkpoints_to_keep", "plots",
+               "eval", "eval_every_steps", "evals", "tracking", "profile_start_step",
+               "profile_steps", "memory_limit_gib")
 _STEPS = KeptFunctions(4)
 
 
