@@ -204,6 +204,47 @@ def test_rate_length_and_fault_injection_do_not_change_the_program():
     assert step_text({"loss.cka_weight": 1.0}) != base  # a control: the loss changes the program
 
 
+def test_a_second_run_reuses_the_traced_initialisation_with_fresh_arrays():
+    """create_train_state's reuse_key (the loop passes its config's digest): a second call of
+    the same key, seed and layout builds no model and traces nothing, yet returns new arrays
+    (the step donates them) with the same values; another seed is traced again."""
+    from vatt.train.state import clear_init_cache
+    from vatt.train.step import config_digest
+    config = config_files.load(SPEC, OVERRIDES)
+    mesh = make_mesh(config.mesh.data)
+    builds = []
+    with jax.set_mesh(mesh):
+        task = build_task(config)
+        build_model = task.build_model
+        task.build_model = lambda rngs: builds.append(1) or build_model(rngs)
+        tx, _ = build_optimizer(config.optimizer, config.total_steps)
+        key = config_digest(config)
+        clear_init_cache()
+        first = create_train_state(task, tx, mesh, config.seed, reuse_key=key)
+        again = create_train_state(task, tx, mesh, config.seed, reuse_key=key)
+        target = create_train_state(task, tx, mesh, config.seed, abstract=True, reuse_key=key)
+        assert len(builds) == 1
+        other_seed = create_train_state(task, tx, mesh, config.seed + 1, reuse_key=key)
+        assert len(builds) == 2
+    assert again[0] is first[0] and target[0] is first[0]  # the graphdef
+    for a, b, t in zip(jax.tree.leaves(first[1]), jax.tree.leaves(again[1]),
+                       jax.tree.leaves(target[1])):
+        assert a is not b and a.unsafe_buffer_pointer() != b.unsafe_buffer_pointer()
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert (t.shape, t.dtype, t.sharding) == (a.shape, a.dtype, a.sharding)
+    # Another seed, other initial weights: every randomly initialised leaf (not the constant
+    # biases and LayerNorm scales) differs.
+    pairs = [(np.asarray(a), np.asarray(b)) for a, b in
+             zip(jax.tree.leaves(first[1].params), jax.tree.leaves(other_seed[1].params))]
+    random_leaves = [(a, b) for a, b in pairs if np.ptp(a) > 0]
+    assert len(random_leaves) >= 30 and all(not np.array_equal(a, b) for a, b in random_leaves)
+    # A digest is the config's but the keys the step does not read: the rate is one of them.
+    assert config_digest(config_files.load(SPEC, dict(OVERRIDES, **{
+        "optimizer.learning_rate": 1e-6}))) == key
+    assert config_digest(config_files.load(SPEC, dict(OVERRIDES, **{
+        "model.dropout_rate": 0.1}))) != key
+
+
 @pytest.mark.parametrize("overrides", [{}, {"loss.learn_temperature": True}])
 def test_a_resumed_run_runs_the_fresh_runs_program(overrides):
     """A resumed run calls the step with restored arrays (typed by the checkpoint's abstract

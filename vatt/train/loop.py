@@ -23,8 +23,8 @@ from vatt.train.prefetch import Prefetcher
 from vatt.train.profiling import StepProfiler
 from vatt.train.progress import ProgressReporter, Throughput
 from vatt.train.state import TrainState, create_train_state
-from vatt.train.step import (OutOfMemoryError, compile_with_memory_check, jit_train_step,
-                             step_controls)
+from vatt.train.step import (OutOfMemoryError, compile_with_memory_check, config_digest,
+                             jit_train_step, step_controls)
 
 __all__ = ["NonFiniteError", "OutOfMemoryError", "Preempted", "train_and_evaluate"]
 
@@ -95,7 +95,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task,
         # Built before anything runs, so an evaluator that cannot work fails at once.
         task.evaluators()
         if task.evaluate_only:
-            graphdef, state, sharding = create_train_state(task, None, mesh, config.seed)
+            graphdef, state, sharding = create_train_state(task, None, mesh, config.seed,
+                                                           reuse_key=config_digest(config))
             state = _load_pretrained(task, config, state, sharding)
             return _evaluate(task, graphdef, state, mesh, workdir, writer)
         return _train(config, workdir, mesh, task, writer)
@@ -106,18 +107,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh, task,
     tx, schedule = build_optimizer(config.optimizer, config.total_steps)
     checkpointer = Checkpointer(workdir, config.checkpoint_every_steps, config.checkpoints_to_keep)
     fsdp = bool(config.mesh.fsdp)
+    init_key = config_digest(config)  # a second run of this config reuses the traced init
     restored = None
     if checkpointer.has_checkpoints():
         # Restore into the current mesh's shardings; nothing is allocated before the restore.
-        graphdef, abstract, state_sharding = create_train_state(task, tx, mesh, config.seed,
-                                                                fsdp=fsdp, abstract=True)
+        graphdef, abstract, state_sharding = create_train_state(
+            task, tx, mesh, config.seed, fsdp=fsdp, abstract=True, reuse_key=init_key)
         restored = checkpointer.restore_latest(abstract)
     data_state: dict = {}
     if restored is not None:
         state, data_state, _ = restored
     else:  # a fresh start (or every checkpoint was damaged: start over, as a fresh run would)
         graphdef, state, state_sharding = create_train_state(task, tx, mesh, config.seed,
-                                                             fsdp=fsdp)
+                                                             fsdp=fsdp, reuse_key=init_key)
         state = _load_pretrained(task, config, state, state_sharding)
     step_fn = jit_train_step(config, task, graphdef, tx, state_sharding, mesh)
     controls = step_controls(config, schedule, mesh)

@@ -150,10 +150,9 @@ NOT_IN_STEP = ("total_steps", "optimizer.learning_rate", "optimizer.end_learning
 _STEPS = KeptFunctions(4)
 
 
-def _step_key(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, state_sharding: Any,
-              mesh: Mesh) -> tuple:
-    """What the jitted step is a function of: the config but NOT_IN_STEP, the model's structure,
-    the state's shardings and the mesh (its devices)."""
+def config_digest(config: ml_collections.ConfigDict) -> str:
+    """sha256 of the config but NOT_IN_STEP: what the model, the task's loss and the optimizer
+    are built from (the train step's key, and create_train_state's reuse_key with the seed)."""
     values = config.to_dict()
     for dotted in NOT_IN_STEP:
         *parents, leaf = dotted.split(".")
@@ -161,7 +160,14 @@ def _step_key(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, state_s
         for name in parents:
             node = node.get(name, {})
         node.pop(leaf, None)
-    text = json.dumps(values, sort_keys=True, default=repr) + repr(graphdef)
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _step_key(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, state_sharding: Any,
+              mesh: Mesh) -> tuple:
+    """What the jitted step is a function of: the config but NOT_IN_STEP, the model's structure,
+    the state's shardings and the mesh (its devices)."""
+    text = config_digest(config) + repr(graphdef)
     leaves, treedef = jax.tree.flatten(state_sharding)
     return hashlib.sha256(text.encode()).hexdigest(), treedef, tuple(leaves), mesh
 
