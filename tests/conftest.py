@@ -88,8 +88,8 @@ def trained_run(tmp_path_factory) -> TrainedRun:
 # processes). Checkpoints at 3, 6, ..., 18, 20 are all kept, so a run can resume from any.
 STEPS = 20
 # No PNGs (config.plots): these runs are read for their numbers, and in a CLI run the training
-# curves (matplotlib's import and a drawing or two) cost ~2-3 s of CPU; tests/test_plots.py and
-# the bucket run of tests/test_cloud_storage.py check the figures.
+# curves (matplotlib's import and a drawing) cost ~1 s of CPU (measured on a warm 20-step run);
+# tests/test_plots.py and the bucket run of tests/test_cloud_storage.py check the figures.
 BASE_OVERRIDES = {"total_steps": STEPS, "log_every_steps": 1, "eval.plots": False,
                   "plots": False, "optimizer.warmup_steps": 2}
 SAVING = dict(BASE_OVERRIDES, checkpoint_every_steps=3, checkpoints_to_keep=10)
