@@ -481,3 +481,41 @@ def test_summary_tiny():
 def test_mbs_gflops_match_paper():
     gflops = forward_gflops(model_config("mbs"))
     assert abs(gflops - 375.4) / 375.4 < 0.10, gflops
+
+
+def test_init_rngs_build_flax_parameters_without_walking_the_trace(monkeypatch):
+    """vatt.models.init_rngs: a seed builds exactly the parameters nnx.Rngs builds, and a traced
+    build never asks a tracer for its sharding, whose error message JAX makes by walking the
+    whole trace (nnx.Rngs asks on every draw: the cost grew with parameters x equations)."""
+    from jax._src.interpreters import partial_eval
+
+    from vatt.models import init_rngs
+
+    cfg = model_config("tiny")
+    walks = []
+    walk = partial_eval.DynamicJaxprTracer._origin_msg
+    monkeypatch.setattr(partial_eval.DynamicJaxprTracer, "_origin_msg",
+                        lambda self: walks.append(1) or walk(self))
+
+    def params(make_rngs):
+        return nnx.state(build_model(cfg, rngs=make_rngs(params=0, dropout=1)), nnx.Param)
+
+    for make_rngs, expected_walks in ((nnx.Rngs, "some"), (init_rngs, 0)):
+        walks.clear()
+        jax.make_jaxpr(lambda: params(make_rngs))()
+        assert (len(walks) > 0) if expected_walks == "some" else (len(walks) == 0), (
+            make_rngs, len(walks))
+
+    # The same keys (hence the same parameters: the build is otherwise the same code), traced
+    # and eager, split streams included.
+    def keys(make_rngs):
+        rngs = make_rngs(params=7)
+        drawn = [rngs.params() for _ in range(3)]
+        drawn.append(rngs.params.split(4).key.get_value())
+        return [jax.random.key_data(k) for k in drawn]
+
+    traced = jax.jit(lambda: (keys(nnx.Rngs), keys(init_rngs)))()
+    for a, b in [*zip(*traced), *zip(keys(nnx.Rngs), keys(init_rngs))]:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    stream = init_rngs(params=7).params
+    assert type(stream.split(2)) is type(stream)  # a split stream draws the cheap way too

@@ -55,7 +55,7 @@ from etils import epath
 from flax import nnx
 
 from vatt import config_files
-from vatt.models import Classifier, build_model
+from vatt.models import Classifier, build_model, init_rngs
 
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 PRETRAIN_ROOT = "model/layer_with_weights-0/_base_layer/"
@@ -274,7 +274,7 @@ def build_target(config: ml_collections.ConfigDict, num_classes: int = 0,
                  rngs: nnx.Rngs | None = None) -> nnx.Module:
     """The model a checkpoint converts into: VATT, or for a fine-tuning config the Classifier
     over config.finetune.modality (num_classes: config.finetune.num_classes if set, else this)."""
-    rngs = rngs or nnx.Rngs(params=0, dropout=1, droptoken=2)
+    rngs = rngs or init_rngs(params=0, dropout=1, droptoken=2)
     model = build_model(config.model, rngs=rngs)
     if not is_finetune(config):
         return model

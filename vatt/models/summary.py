@@ -43,6 +43,7 @@ import numpy as np
 from flax import nnx
 
 from vatt.models.droptoken import num_kept
+from vatt.models.rngs import init_rngs
 from vatt.models.vatt_model import MODALITIES, build_model
 
 
@@ -56,7 +57,7 @@ def _leaf_size(x: Any) -> int:
 
 def abstract_model(model_config: ml_collections.ConfigDict) -> nnx.Module:
     """The VATT model with ShapeDtypeStruct leaves (no parameter memory)."""
-    return nnx.eval_shape(lambda: build_model(model_config, rngs=nnx.Rngs(0)))
+    return nnx.eval_shape(lambda: build_model(model_config, rngs=init_rngs(0)))
 
 
 def token_counts(model_config: ml_collections.ConfigDict) -> dict[str, dict[str, int]]:
@@ -110,7 +111,7 @@ def forward_gflops(model_config: ml_collections.ConfigDict, batch_size: int = 1,
 
     def forward(state, video, audio, text):
         model = nnx.merge(graphdef, state)
-        rngs = nnx.Rngs(dropout=0, droptoken=1) if training else None
+        rngs = init_rngs(dropout=0, droptoken=1) if training else None
         out = model(video=video, audio=audio, text=text, training=training, rngs=rngs)
         return jax.tree.map(lambda x: x, {m: {k: o[k] for k in o if k != "layers"}
                                           for m, o in out.items()})

@@ -14,6 +14,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vatt.kept import KeptFunctions
+from vatt.models.rngs import init_rngs
 from vatt.parallel.mesh import state_sharding_rule
 
 
@@ -46,7 +47,7 @@ def split_model(model: nnx.Module, trainable: Any = nnx.Param
 
 def model_rngs(seed: int) -> nnx.Rngs:
     """The initialisation streams of a run: a pure function of its seed."""
-    return nnx.Rngs(params=seed, dropout=seed + 1, droptoken=seed + 2)
+    return init_rngs(params=seed, dropout=seed + 1, droptoken=seed + 2)
 
 
 # The traced initialisations of the last few (reuse_key, seed, layout) of this process.

@@ -21,6 +21,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vatt.kept import KeptFunctions
+from vatt.models.rngs import init_rngs
 from vatt.parallel.mesh import batch_sharding, replicated
 from vatt.train import grad_cache
 from vatt.train.optimizer import Schedule, learning_rate
@@ -31,7 +32,7 @@ def step_rngs(base: jax.Array, step: jax.Array) -> nnx.Rngs:
     """Per-step random streams: a pure function of (seed, step), whatever the device count."""
     key = jax.random.fold_in(jax.random.wrap_key_data(base), step)
     dropout, droptoken = jax.random.split(key)
-    return nnx.Rngs(dropout=dropout, droptoken=droptoken)
+    return init_rngs(dropout=dropout, droptoken=droptoken)
 
 
 class StepControls(NamedTuple):
