@@ -24,7 +24,7 @@ setup(
     package_dir={"vatt.configs": "configs"},
     install_requires=[
         "jax>=0.10,<0.13",
-        "flax>=0.12,<0.13",
+        "flax>=0.12.1,<0.13",  # 0.12.1: Variable.get_value/set_value (vatt.models.rngs)
         "optax>=0.2.4,<0.3",
         "orbax-checkpoint>=0.11,<0.13",
         "einops>=0.8,<0.9",

@@ -13,7 +13,8 @@ traces a build.
 The streams below are flax's RngStream with only the counter update written as a whole-value
 set (`set_value`, which skips that comparison). The keys are the same: fold_in(key, count) with
 the count starting at 0, so a seed initialises exactly the parameters it did with nnx.Rngs
-(tests/test_models.py checks both, and that the build no longer walks the trace).
+(tests/test_models.py checks both, and that the build no longer walks the trace). Needs
+flax >= 0.12.1 (Variable.get_value / set_value; setup.py says so).
 """
 
 from __future__ import annotations
