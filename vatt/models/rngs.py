@@ -6,9 +6,9 @@ Variable.__setitem__ then compares `getattr(value, "sharding", None)` of the new
 counter; under jit / eval_shape both are tracers, whose `.sharding` raises an AttributeError
 whose message JAX builds by walking every equation traced so far (and printing some). A model
 build draws once per parameter, so tracing it grew with (parameters x equations): measured on
-this 2-core VM, building pretrain:bbs under make_jaxpr took 5.9 s of CPU, 1.05 s with the streams
-below; the tiny model 0.44 -> 0.30 s. Every run start, restore target, summary and conversion
-traces a build.
+this 2-core VM, tracing create_train_state for pretrain:bbs took 5.9 s of CPU, 0.9 s with the
+streams below (the model build alone 3.0 -> 0.6 s; the tiny model's 0.25 -> 0.1 s). Every run
+start, restore target, summary and conversion traces a build.
 
 The streams below are flax's RngStream with only the counter update written as a whole-value
 set (`set_value`, which skips that comparison). The keys are the same: fold_in(key, count) with
